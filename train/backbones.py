@@ -1,0 +1,119 @@
+"""The ImageNet backbones transfer learning can plug in, and how each is built, split and fed.
+
+Each backbone is described once here: its Keras constructor, how it wants pixels scaled, and the
+layer after which it is split for fine-tuning (the part below is frozen and can be cached, the part
+above is trained). Weights come from Keras' own cache (KERAS_HOME) or are downloaded by Keras.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+# ImageNet-1k indices 151..268 are the dog classes (the 120 Stanford Dogs breeds are among them).
+IMAGENET_DOG_CLASSES = range(151, 269)
+CLASS_INDEX_URL = "https://storage.googleapis.com/download.tensorflow.org/data/imagenet_class_index.json"
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """How to build one backbone and where to split it."""
+
+    name: str
+    constructor: str  # attribute of keras.applications
+    pixel_scaling: str  # "tf": [-1, 1]; "caffe": BGR minus ImageNet mean
+    split_layer: str  # last frozen layer when fine-tuning the top
+    weight_url: str  # the 224 px ImageNet files, {top} is "" or "_no_top"
+    weight_file: str
+
+
+BACKBONES = {
+    "mobilenet_v2": BackboneSpec(
+        name="mobilenet_v2",
+        constructor="MobileNetV2",
+        pixel_scaling="tf",
+        split_layer="block_12_add",
+        weight_url="https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/",
+        weight_file="mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224{top}.h5",
+    ),
+    "resnet50": BackboneSpec(
+        name="resnet50",
+        constructor="ResNet50",
+        pixel_scaling="caffe",
+        split_layer="conv4_block6_out",
+        weight_url="https://storage.googleapis.com/tensorflow/keras-applications/resnet/",
+        weight_file="resnet50_weights_tf_dim_ordering_tf_kernels{top}.h5",
+    ),
+}
+
+
+def backbone_spec(name: str) -> BackboneSpec:
+    """The spec of a backbone by name, with a clear error for unknown names."""
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    return BACKBONES[name]
+
+
+def imagenet_weights_path(spec: BackboneSpec, include_top: bool) -> str:
+    """Path of the 224 px ImageNet weights, from KERAS_HOME or downloaded there by Keras."""
+    file_name = spec.weight_file.format(top="" if include_top else "_no_top")
+    return keras.utils.get_file(file_name, spec.weight_url + file_name, cache_subdir="models")
+
+
+def build_backbone(
+    name: str, size: int, weights: str | None = "imagenet", include_top: bool = False
+) -> keras.Model:
+    """The Keras backbone for `size` x `size` float pixels already scaled as the backbone expects.
+
+    With include_top the model ends in ImageNet's 1000-class softmax. ImageNet weights are the
+    224 px files loaded by path, which fit any input size (convolutions do not depend on it).
+    """
+    spec = backbone_spec(name)
+    constructor = getattr(keras.applications, spec.constructor)
+    model = constructor(
+        input_shape=(size, size, 3), include_top=include_top, weights=None, **_pooling(include_top)
+    )
+    if weights == "imagenet":
+        model.load_weights(imagenet_weights_path(spec, include_top))
+    elif weights is not None:
+        model.load_weights(weights)
+    return model
+
+
+def _pooling(include_top: bool) -> dict:
+    return {} if include_top else {"pooling": None}
+
+
+def scale_pixels(pixels, spec: BackboneSpec):
+    """Turn float RGB pixels in [0, 255] into the backbone's input scale (works on tensors)."""
+    if spec.pixel_scaling == "tf":
+        return pixels / 127.5 - 1.0
+    mean = np.array([103.939, 116.779, 123.68], dtype="float32")
+    return pixels[..., ::-1] - mean
+
+
+def imagenet_class_index() -> dict[int, tuple[str, str]]:
+    """ImageNet-1k index -> (wnid, name), from KERAS_HOME or downloaded there by Keras."""
+    path = keras.utils.get_file("imagenet_class_index.json", CLASS_INDEX_URL, cache_subdir="models")
+    with open(path) as file:
+        return {int(k): (v[0], v[1]) for k, v in json.load(file).items()}
+
+
+def imagenet_indices_of(wnids: list[str]) -> np.ndarray:
+    """The ImageNet class index of each breed wnid; raises when a breed is not an ImageNet class."""
+    by_wnid = {wnid: index for index, (wnid, _) in imagenet_class_index().items()}
+    missing = [w for w in wnids if w not in by_wnid]
+    if missing:
+        raise ValueError(f"breeds not among ImageNet classes (cannot use the ImageNet head): {missing[:5]}")
+    return np.array([by_wnid[w] for w in wnids], dtype="int64")
+
+
+def keras_home_has(spec: BackboneSpec, include_top: bool) -> bool:
+    """True when the ImageNet weights are already in KERAS_HOME (no download needed)."""
+    home = Path(keras.config.keras_home() if hasattr(keras.config, "keras_home") else "~/.keras")
+    file_name = spec.weight_file.format(top="" if include_top else "_no_top")
+    return (home.expanduser() / "models" / file_name).is_file()
