@@ -164,22 +164,33 @@ def select_breeds(dataset: Dataset, breeds: list[str] | None = None, count: int 
     return Dataset(samples, [dataset.breeds[i] for i in keep], [dataset.wnids[i] for i in keep])
 
 
-def stratified_split(dataset: Dataset, fraction: float, seed: int = 0) -> tuple[Dataset, Dataset]:
-    """Split into (rest, held-out) with `fraction` of every class held out, reproducibly."""
+def stratified_indices(labels: list[int], fraction: float, seed: int = 0) -> tuple[list[int], list[int]]:
+    """Indices (rest, held-out) with `fraction` of every class held out, reproducibly.
+
+    Every class with at least two samples keeps at least one sample on each side.
+    """
     if not 0 < fraction < 1:
         raise ValueError(f"validation fraction must be between 0 and 1, got {fraction}")
-    by_label: dict[int, list[Sample]] = defaultdict(list)
-    for sample in dataset.samples:
-        by_label[sample.label].append(sample)
+    by_label: dict[int, list[int]] = defaultdict(list)
+    for index, label in enumerate(labels):
+        by_label[label].append(index)
     rng = random.Random(seed)
     rest, held_out = [], []
     for label in sorted(by_label):
-        group = sorted(by_label[label], key=lambda s: str(s.path))
+        group = by_label[label][:]
         rng.shuffle(group)
-        n_held = max(1, round(len(group) * fraction)) if len(group) > 1 else 0
-        held_out += group[:n_held]
-        rest += group[n_held:]
-    return (
-        Dataset(rest, dataset.breeds, dataset.wnids),
-        Dataset(held_out, dataset.breeds, dataset.wnids),
-    )
+        n_held = min(max(1, round(len(group) * fraction)), len(group) - 1)
+        held_out += sorted(group[:n_held])
+        rest += sorted(group[n_held:])
+    return sorted(rest), sorted(held_out)
+
+
+def stratified_split(dataset: Dataset, fraction: float, seed: int = 0) -> tuple[Dataset, Dataset]:
+    """Split into (rest, held-out) datasets with `fraction` of every class held out, reproducibly."""
+    rest, held_out = stratified_indices([s.label for s in dataset.samples], fraction, seed)
+    return subset(dataset, rest), subset(dataset, held_out)
+
+
+def subset(dataset: Dataset, indices: list[int]) -> Dataset:
+    """The samples at `indices`, with the same breeds."""
+    return Dataset([dataset.samples[i] for i in indices], dataset.breeds, dataset.wnids)

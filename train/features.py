@@ -17,7 +17,7 @@ import numpy as np
 from train.backbones import backbone_spec, build_backbone, scale_pixels
 from train.dataset import Dataset
 from train.pipeline import image_dataset
-from train.preprocess import Preprocessing
+from train.preprocess import Augmentation, Preprocessing
 
 CHUNK = 1024
 
@@ -36,12 +36,23 @@ def cache_dir(root: Path, backbone: str, preprocessing: Preprocessing, split: st
     return Path(root) / backbone / preprocessing.describe() / f"{split}-{view}"
 
 
+def view_pipeline_options(view: str, chunk: int) -> dict:
+    """image_dataset options of a view: 'plain', 'flip' (mirrored) or 'augN' (random augmentation N)."""
+    if view == "plain":
+        return {}
+    if view == "flip":
+        return {"flip_all": True}
+    if view.startswith("aug") and view[3:].isdigit():
+        return {"augmentation": Augmentation(), "seed": int(view[3:]) * 100_003 + chunk}
+    raise ValueError(f"unknown view {view!r}: use plain, flip or augN (N = 1, 2, ...)")
+
+
 def cache_features(
     dataset: Dataset,
     directory: Path,
     extractor: keras.Model,
     preprocessing: Preprocessing,
-    flip: bool = False,
+    view: str = "plain",
     batch_size: int = 32,
     log=print,
 ) -> None:
@@ -54,7 +65,9 @@ def cache_features(
         part = Dataset(dataset.samples[start : start + CHUNK], dataset.breeds, dataset.wnids)
         began = time.perf_counter()
         split_outputs, pooled, labels = [], [], []
-        for images, batch_labels in image_dataset(part, preprocessing, batch_size, flip_all=flip):
+        for images, batch_labels in image_dataset(
+            part, preprocessing, batch_size, **view_pipeline_options(view, start // CHUNK)
+        ):
             a, b = extractor(images, training=False)
             split_outputs.append(np.asarray(a, dtype="float16"))
             pooled.append(np.asarray(b, dtype="float16"))

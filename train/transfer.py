@@ -1,0 +1,219 @@
+"""Transfer learning on an ImageNet backbone, fed from cached features.
+
+Phase 1 trains a new softmax head on the frozen backbone's pooled features. Phase 2 fine-tunes the
+top of the backbone (the layers after its split layer) with a low learning rate, batch-norm layers
+kept in inference mode, starting from the phase-1 head. Both phases read cached activations
+(train/features.py), so the frozen part is computed once, not every epoch.
+
+The shipped model keeps the untouched ImageNet classifier beside the fine-tuned branch: its
+logits of the breeds are blended into the breed prediction (weight chosen on validation data) and
+its dog classes give the probability that a photo shows a dog at all.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from train.backbones import (
+    IMAGENET_DOG_CLASSES,
+    backbone_spec,
+    build_backbone,
+    imagenet_indices_of,
+)
+from train.features import load_features
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    """Hyperparameters of both phases (defaults are the ones measured best, see the report)."""
+
+    backbone: str = "mobilenet_v2"
+    size: int = 224
+    head_epochs: int = 30
+    head_learning_rate: float = 1e-3
+    head_dropout: float = 0.3
+    fine_tune_epochs: int = 6
+    fine_tune_learning_rate: float = 1e-4
+    fine_tune_dropout: float = 0.2
+    label_smoothing: float = 0.1
+    batch_size: int = 64
+    validation_fraction: float = 0.1
+    seed: int = 0
+
+
+def imagenet_classifier(backbone: str, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Kernel and bias of the backbone's ImageNet 1000-class classifier."""
+    model = build_backbone(backbone, size, weights="imagenet", include_top=True)
+    kernel, bias = model.layers[-1].get_weights()
+    return kernel, bias
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def imagenet_breed_logits(pooled: np.ndarray, kernel: np.ndarray, bias: np.ndarray, wnids: list[str]) -> np.ndarray:
+    """ImageNet classifier logits of the breeds only (the no-training baseline's scores)."""
+    indices = imagenet_indices_of(wnids)
+    return pooled.astype("float32") @ kernel[:, indices] + bias[indices]
+
+
+def dog_probability(pooled: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """Probability mass the ImageNet classifier puts on its dog classes (151..268)."""
+    probabilities = softmax(pooled.astype("float32") @ kernel + bias)
+    return probabilities[:, list(IMAGENET_DOG_CLASSES)].sum(axis=1)
+
+
+def train_head(
+    features: np.ndarray, labels: np.ndarray, val_features: np.ndarray, val_labels: np.ndarray,
+    classes: int, config: TransferConfig, log=print,
+) -> tuple[keras.Model, dict]:
+    """Phase 1: a dropout + softmax head on pooled features, early-stopped on validation loss."""
+    keras.utils.set_random_seed(config.seed)
+    inputs = keras.Input((features.shape[1],), name="pooled")
+    x = keras.layers.Dropout(config.head_dropout)(inputs)
+    outputs = keras.layers.Dense(classes, activation="softmax", name="breed_head")(x)
+    head = keras.Model(inputs, outputs, name="head")
+    head.compile(
+        optimizer=keras.optimizers.Adam(config.head_learning_rate),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=["accuracy"],
+    )
+    history = head.fit(
+        features.astype("float32"), keras.utils.to_categorical(labels, classes),
+        validation_data=(val_features.astype("float32"), keras.utils.to_categorical(val_labels, classes)),
+        epochs=config.head_epochs, batch_size=config.batch_size, verbose=0,
+        callbacks=[keras.callbacks.EarlyStopping(patience=4, restore_best_weights=True),
+                   _EpochLog("head", log)],
+    )
+    return head, {f"head_{k}": [float(v) for v in vs] for k, vs in history.history.items()}
+
+
+def top_of_backbone(backbone: str, size: int) -> keras.Model:
+    """The layers above the split layer, ImageNet weights, as a model: split activations -> pooled."""
+    spec = backbone_spec(backbone)
+    base = build_backbone(backbone, size, weights="imagenet", include_top=True)
+    top = keras.Model(base.get_layer(spec.split_layer).output, base.layers[-2].output, name="top")
+    clone = keras.models.clone_model(top)
+    clone.set_weights(top.get_weights())
+    for layer in clone.layers:
+        # Batch norm stays in inference mode: its statistics must not drift on small batches.
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+    return keras.Model(clone.inputs, clone.outputs, name="fine_tuned_top")
+
+
+def fine_tune(
+    activations: np.ndarray, labels: np.ndarray, val_activations: np.ndarray, val_labels: np.ndarray,
+    head: keras.Model, classes: int, config: TransferConfig, checkpoint_dir: Path, log=print,
+) -> tuple[keras.Model, dict]:
+    """Phase 2: fine-tune the top of the backbone and the head; resumes from `checkpoint_dir`."""
+    keras.utils.set_random_seed(config.seed)
+    top = top_of_backbone(config.backbone, config.size)
+    inputs = keras.Input(activations.shape[1:], name="split_activations")
+    x = top(inputs)
+    x = keras.layers.Dropout(config.fine_tune_dropout)(x)
+    dense = keras.layers.Dense(classes, activation="softmax", name="breed_head")
+    outputs = dense(x)
+    model = keras.Model(inputs, outputs, name="fine_tune")
+    dense.set_weights(head.get_layer("breed_head").get_weights())
+    steps = config.fine_tune_epochs * int(np.ceil(len(labels) / config.batch_size))
+    model.compile(
+        optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(
+            config.fine_tune_learning_rate, steps)),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=["accuracy"],
+    )
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    history = model.fit(
+        activations, keras.utils.to_categorical(labels, classes),
+        validation_data=(val_activations, keras.utils.to_categorical(val_labels, classes)),
+        epochs=config.fine_tune_epochs, batch_size=config.batch_size, shuffle=True, verbose=0,
+        callbacks=[
+            keras.callbacks.BackupAndRestore(str(checkpoint_dir / "backup")),
+            keras.callbacks.ModelCheckpoint(str(checkpoint_dir / "best.weights.h5"), save_weights_only=True,
+                                            save_best_only=True, monitor="val_accuracy"),
+            _EpochLog("fine_tune", log),
+        ],
+    )
+    model.load_weights(checkpoint_dir / "best.weights.h5")
+    return model, {f"fine_tune_{k}": [float(v) for v in vs] for k, vs in history.history.items()}
+
+
+def choose_blend_weight(head_probabilities: np.ndarray, imagenet_logits: np.ndarray, labels: np.ndarray) -> float:
+    """The weight of the ImageNet breed logits that maximises validation accuracy (0 = none)."""
+    head_logits = np.log(np.clip(head_probabilities, 1e-7, 1.0))
+    candidates = np.round(np.arange(0.0, 1.51, 0.1), 2)
+    scores = [np.mean(np.argmax(head_logits + w * imagenet_logits, axis=1) == labels) for w in candidates]
+    return float(candidates[int(np.argmax(scores))])
+
+
+def blend(head_probabilities: np.ndarray, imagenet_logits: np.ndarray, weight: float) -> np.ndarray:
+    """Breed probabilities from the head's log-probabilities plus weighted ImageNet breed logits."""
+    return softmax(np.log(np.clip(head_probabilities, 1e-7, 1.0)) + weight * imagenet_logits)
+
+
+def assemble(
+    fine_tuned: keras.Model, wnids: list[str], blend_weight: float, config: TransferConfig
+) -> keras.Model:
+    """The shipped Keras model: raw RGB pixels [0, 255] -> [breed probabilities, dog probability].
+
+    One forward pass: the frozen bottom of the backbone feeds both the fine-tuned top (new head)
+    and the original top (ImageNet classifier: blended breed logits and the dog probability).
+    Built from standard layers only, so that it saves, loads and converts without custom code.
+    """
+    spec = backbone_spec(config.backbone)
+    base = build_backbone(config.backbone, config.size, weights="imagenet", include_top=True)
+    kernel, bias = base.layers[-1].get_weights()
+    both = keras.Model(base.input, [base.get_layer(spec.split_layer).output, base.layers[-2].output],
+                       name="imagenet_backbone")
+    pixels = keras.Input((config.size, config.size, 3), name="pixels")
+    if spec.pixel_scaling != "tf":
+        raise NotImplementedError(f"{config.backbone}: only [-1, 1] pixel scaling is assembled in-model")
+    scaled = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="scale_pixels")(pixels)
+    activations, imagenet_pooled = both(scaled)
+    top = fine_tuned.get_layer("fine_tuned_top")
+    head = fine_tuned.get_layer("breed_head")
+    classes = head.units
+    new_head = keras.layers.Dense(classes, name="head_logits")
+    head_logits = new_head(top(activations))
+    new_head.set_weights(head.get_weights())
+    indices = imagenet_indices_of(wnids)
+    imagenet_breeds = keras.layers.Dense(classes, name="imagenet_breed_logits", trainable=False)
+    imagenet_logits = imagenet_breeds(imagenet_pooled)
+    imagenet_breeds.set_weights([kernel[:, indices] * blend_weight, bias[indices] * blend_weight])
+    logits = keras.layers.Add(name="blended_logits")([head_logits, imagenet_logits])
+    breeds = keras.layers.Softmax(name="breeds")(logits)
+    imagenet = keras.layers.Dense(1000, activation="softmax", name="imagenet_classifier", trainable=False)
+    imagenet_probabilities = imagenet(imagenet_pooled)
+    imagenet.set_weights([kernel, bias])
+    dog_sum = keras.layers.Dense(1, use_bias=False, name="dog", trainable=False)
+    dog = dog_sum(imagenet_probabilities)
+    indicator = np.zeros((1000, 1), dtype="float32")
+    indicator[list(IMAGENET_DOG_CLASSES)] = 1.0
+    dog_sum.set_weights([indicator])
+    return keras.Model(pixels, [breeds, dog], name=f"dogtag_{config.backbone}")
+
+
+class _EpochLog(keras.callbacks.Callback):
+    """One log line per epoch, so background runs show their progress."""
+
+    def __init__(self, phase: str, log):
+        super().__init__()
+        self.phase, self.log, self.started = phase, log, time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        scores = " ".join(f"{k}={v:.4f}" for k, v in (logs or {}).items())
+        self.log(f"{self.phase} epoch {epoch + 1}: {scores} ({time.perf_counter() - self.started:.0f}s)")
+
+
+def load_cached_views(directory_of, views: tuple[str, ...], parts=("split", "pooled", "labels")) -> list[dict]:
+    """Cached features of several views of the same split (rows aligned with the split's samples)."""
+    return [load_features(directory_of(view), parts) for view in views]

@@ -1,0 +1,157 @@
+"""One transfer-learning run from cached features to a saved, evaluated Keras model.
+
+The run folder receives model.keras and model_info.json (what `dogtag export` reads), the record
+written by train.evaluate.write_run, and the no-training baseline measured on the same cache.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from edge_app.model_file import ModelInfo
+from train import transfer
+from train.dataset import load_split, stratified_indices
+from train.evaluate import evaluate, write_run
+from train.features import cache_dir, load_features
+from train.preprocess import Preprocessing
+
+# Training views: name -> (uses the box-cropped cache, cached view name).
+TRAIN_VIEWS = {
+    "plain": (False, "plain"),
+    "flip": (False, "flip"),
+    "box": (True, "plain"),
+    "box-flip": (True, "flip"),
+    "aug1": (False, "aug1"),
+    "aug2": (False, "aug2"),
+}
+
+
+def _view_dir(cache: Path, config: transfer.TransferConfig, equalize: bool, split: str, view: str) -> Path:
+    box_crop, cached_view = TRAIN_VIEWS[view]
+    preprocessing = Preprocessing(size=config.size, box_crop=box_crop, equalize=equalize)
+    return cache_dir(cache, config.backbone, preprocessing, split, cached_view)
+
+
+def tune_thresholds(probabilities: np.ndarray, labels: np.ndarray, dog: np.ndarray, precision: float = 0.95) -> dict:
+    """Thresholds for the edge app, from validation data.
+
+    min_confidence: the lowest confidence above which `precision` of the named breeds are right.
+    min_dog: 0.5 (no non-dog photos to tune on); the fraction of real dogs it would reject is reported.
+    """
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    min_confidence = 0.0
+    for threshold in np.round(np.arange(0.0, 0.96, 0.05), 2):
+        kept = confidence >= threshold
+        if kept.any() and correct[kept].mean() >= precision:
+            min_confidence = float(threshold)
+            break
+    kept = confidence >= min_confidence
+    return {
+        "min_confidence": min_confidence,
+        "min_dog": 0.5,
+        "validation_precision_above_min_confidence": round(float(correct[kept].mean()), 4),
+        "validation_coverage_above_min_confidence": round(float(kept.mean()), 4),
+        "validation_dogs_below_min_dog": round(float(np.mean(dog < 0.5)), 4),
+    }
+
+
+def run_transfer(
+    data: Path, cache: Path, run_dir: Path, config: transfer.TransferConfig,
+    views: tuple[str, ...] = ("plain", "flip"), equalize: bool = False, save_model: bool = True, log=print,
+) -> dict:
+    """Train phase 1 (and phase 2 when config.fine_tune_epochs > 0), evaluate on the test split."""
+    began = time.perf_counter()
+    train_split = load_split(data, "train")
+    test_split = load_split(data, "test")
+    classes, wnids = len(train_split.breeds), train_split.wnids
+    fit_rows, val_rows = stratified_indices([s.label for s in train_split.samples], config.validation_fraction,
+                                            config.seed)
+    parts = ("split", "pooled", "labels") if config.fine_tune_epochs > 0 else ("pooled", "labels")
+    train_views = [load_features(_view_dir(cache, config, equalize, "train", v), parts) for v in views]
+    test = load_features(_view_dir(cache, config, equalize, "test", "plain"), parts)
+    plain = train_views[views.index("plain")] if "plain" in views else train_views[0]
+    for view, cached in zip(views, train_views, strict=True):
+        if len(cached["labels"]) != len(train_split) or not np.array_equal(
+                cached["labels"], [s.label for s in train_split.samples]):
+            raise ValueError(f"cached view {view} does not match the train split; re-run `dogtag train cache`")
+
+    def stacked(name: str) -> np.ndarray:
+        return np.concatenate([v[name][fit_rows] for v in train_views])
+
+    kernel, bias = transfer.imagenet_classifier(config.backbone, config.size)
+    test_imagenet = transfer.imagenet_breed_logits(test["pooled"], kernel, bias, wnids)
+    val_imagenet = transfer.imagenet_breed_logits(plain["pooled"][val_rows], kernel, bias, wnids)
+    baseline = evaluate(transfer.softmax(test_imagenet), test["labels"], train_split.breeds)
+    log(f"no-training baseline (ImageNet classifier restricted to the breeds): top-1 {baseline['top1']:.4f}")
+
+    head, history = transfer.train_head(stacked("pooled"), stacked("labels"), plain["pooled"][val_rows],
+                                        plain["labels"][val_rows], classes, config, log)
+    timings = {"head_seconds": round(time.perf_counter() - began, 1)}
+    model = None
+    if config.fine_tune_epochs > 0:
+        started = time.perf_counter()
+        model, fine_history = transfer.fine_tune(
+            stacked("split"), stacked("labels"), plain["split"][val_rows], plain["labels"][val_rows],
+            head, classes, config, run_dir / "checkpoints", log)
+        history.update(fine_history)
+        timings["fine_tune_seconds"] = round(time.perf_counter() - started, 1)
+        val_probabilities = model.predict(plain["split"][val_rows], batch_size=128, verbose=0)
+        test_probabilities = model.predict(test["split"], batch_size=128, verbose=0)
+    else:
+        val_probabilities = head.predict(plain["pooled"][val_rows].astype("float32"), verbose=0)
+        test_probabilities = head.predict(test["pooled"].astype("float32"), verbose=0)
+
+    weight = transfer.choose_blend_weight(val_probabilities, val_imagenet, plain["labels"][val_rows])
+    blended_test = transfer.blend(test_probabilities, test_imagenet, weight)
+    blended_val = transfer.blend(val_probabilities, val_imagenet, weight)
+    val_dog = transfer.dog_probability(plain["pooled"][val_rows], kernel, bias)
+    thresholds = tune_thresholds(blended_val, plain["labels"][val_rows], val_dog)
+    metrics = evaluate(blended_test, test["labels"], train_split.breeds)
+    unblended = evaluate(test_probabilities, test["labels"], train_split.breeds)
+    metrics.update(
+        approach=f"transfer {config.backbone}" + (" fine-tuned" if model is not None else " head only"),
+        views=list(views), equalize=equalize, blend_weight=weight,
+        top1_without_blend=unblended["top1"], validation_top1=round(float(
+            np.mean(blended_val.argmax(1) == plain["labels"][val_rows])), 4),
+        baseline_top1=baseline["top1"], baseline_top5=baseline["top5"], thresholds=thresholds,
+        train_images=len(fit_rows), validation_images=len(val_rows), test_images=len(test_split),
+        timings={**timings, "total_seconds": round(time.perf_counter() - began, 1)},
+    )
+    log(f"test top-1 {metrics['top1']:.4f} (head alone {unblended['top1']:.4f}, blend weight {weight})")
+    if save_model and model is not None:
+        metrics["timings"]["inference_ms_per_image"] = save_shipped_model(
+            model, train_split, weight, thresholds, config, run_dir, log)
+    write_run(run_dir, {**asdict(config), "views": list(views), "equalize": equalize, "data": str(data)},
+              metrics, history)
+    return metrics
+
+
+def save_shipped_model(model, dataset, weight: float, thresholds: dict, config, run_dir: Path, log) -> float:
+    """Assemble the one-pass model, save it with its model info, and time it on CPU (ms per image)."""
+    shipped = transfer.assemble(model, dataset.wnids, weight, config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    shipped.save(run_dir / "model.keras")
+    info = ModelInfo(
+        labels=tuple(dataset.breeds), input_size=(config.size, config.size), resize="squash",
+        min_confidence=thresholds["min_confidence"], min_dog=thresholds["min_dog"],
+        model_version=f"{config.backbone}-{config.size}-{run_dir.name}", breeds_output="breeds", dog_output="dog",
+        extra={"wnids": list(dataset.wnids), "backbone": config.backbone},
+    )
+    (run_dir / "model_info.json").write_text(info.to_json())
+    batch = np.random.default_rng(0).uniform(0, 255, (32, config.size, config.size, 3)).astype("float32")
+    shipped.predict(batch[:4], verbose=0)
+    started = time.perf_counter()
+    shipped.predict(batch, batch_size=32, verbose=0)
+    milliseconds = (time.perf_counter() - started) / len(batch) * 1000
+    log(f"saved {run_dir / 'model.keras'} ({milliseconds:.1f} ms per image in Keras on this CPU)")
+    return round(milliseconds, 2)
+
+
+def read_metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
