@@ -88,12 +88,21 @@ def _pooling(include_top: bool) -> dict:
     return {} if include_top else {"pooling": None}
 
 
-def scale_pixels(pixels, spec: BackboneSpec):
-    """Turn float RGB pixels in [0, 255] into the backbone's input scale (works on tensors)."""
+def pixel_scaling_layer(spec: BackboneSpec) -> keras.layers.Layer:
+    """A standard Keras layer turning RGB pixels in [0, 255] into the backbone's input scale.
+
+    "tf" backbones want [-1, 1]; "caffe" ones (ResNet50) want BGR minus the ImageNet mean, done
+    here as a fixed 1x1 convolution so that the exported model needs no custom code.
+    """
     if spec.pixel_scaling == "tf":
-        return pixels / 127.5 - 1.0
-    mean = np.array([103.939, 116.779, 123.68], dtype="float32")
-    return pixels[..., ::-1] - mean
+        return keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="scale_pixels")
+    swap = np.zeros((1, 1, 3, 3), dtype="float32")
+    for rgb, bgr in ((0, 2), (1, 1), (2, 0)):
+        swap[0, 0, rgb, bgr] = 1.0
+    mean_bgr = np.array([103.939, 116.779, 123.68], dtype="float32")
+    return keras.layers.Conv2D(3, 1, name="scale_pixels", trainable=False,
+                               kernel_initializer=keras.initializers.Constant(swap),
+                               bias_initializer=keras.initializers.Constant(-mean_bgr))
 
 
 def imagenet_class_index() -> dict[int, tuple[str, str]]:

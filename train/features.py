@@ -14,7 +14,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from train.backbones import backbone_spec, build_backbone, scale_pixels
+from train.backbones import backbone_spec, build_backbone, pixel_scaling_layer
 from train.dataset import Dataset
 from train.pipeline import image_dataset
 from train.preprocess import Augmentation, Preprocessing
@@ -28,7 +28,7 @@ def feature_extractor(backbone: str, size: int, weights: str | None = "imagenet"
     base = build_backbone(backbone, size, weights=weights, include_top=True)
     inner = keras.Model(base.input, [base.get_layer(spec.split_layer).output, base.layers[-1].input])
     pixels = keras.Input((size, size, 3), name="pixels")
-    return keras.Model(pixels, inner(scale_pixels(pixels, spec)), name=f"{backbone}_features")
+    return keras.Model(pixels, inner(pixel_scaling_layer(spec)(pixels)), name=f"{backbone}_features")
 
 
 def cache_dir(root: Path, backbone: str, preprocessing: Preprocessing, split: str, view: str) -> Path:

@@ -24,6 +24,7 @@ from train.backbones import (
     backbone_spec,
     build_backbone,
     imagenet_indices_of,
+    pixel_scaling_layer,
 )
 from train.features import load_features
 
@@ -34,6 +35,7 @@ class TransferConfig:
 
     backbone: str = "mobilenet_v2"
     size: int = 224
+    weights: str | None = "imagenet"  # None only to test the code path (no ImageNet weights offline)
     head_epochs: int = 30
     head_learning_rate: float = 1e-3
     head_dropout: float = 0.3
@@ -46,9 +48,9 @@ class TransferConfig:
     seed: int = 0
 
 
-def imagenet_classifier(backbone: str, size: int) -> tuple[np.ndarray, np.ndarray]:
+def imagenet_classifier(backbone: str, size: int, weights: str | None = "imagenet") -> tuple[np.ndarray, np.ndarray]:
     """Kernel and bias of the backbone's ImageNet 1000-class classifier."""
-    model = build_backbone(backbone, size, weights="imagenet", include_top=True)
+    model = build_backbone(backbone, size, weights=weights, include_top=True)
     kernel, bias = model.layers[-1].get_weights()
     return kernel, bias
 
@@ -96,10 +98,10 @@ def train_head(
     return head, {f"head_{k}": [float(v) for v in vs] for k, vs in history.history.items()}
 
 
-def top_of_backbone(backbone: str, size: int) -> keras.Model:
+def top_of_backbone(backbone: str, size: int, weights: str | None = "imagenet") -> keras.Model:
     """The layers above the split layer, ImageNet weights, as a model: split activations -> pooled."""
     spec = backbone_spec(backbone)
-    base = build_backbone(backbone, size, weights="imagenet", include_top=True)
+    base = build_backbone(backbone, size, weights=weights, include_top=True)
     top = keras.Model(base.get_layer(spec.split_layer).output, base.layers[-2].output, name="top")
     clone = keras.models.clone_model(top)
     clone.set_weights(top.get_weights())
@@ -116,7 +118,7 @@ def fine_tune(
 ) -> tuple[keras.Model, dict]:
     """Phase 2: fine-tune the top of the backbone and the head; resumes from `checkpoint_dir`."""
     keras.utils.set_random_seed(config.seed)
-    top = top_of_backbone(config.backbone, config.size)
+    top = top_of_backbone(config.backbone, config.size, config.weights)
     inputs = keras.Input(activations.shape[1:], name="split_activations")
     x = top(inputs)
     x = keras.layers.Dropout(config.fine_tune_dropout)(x)
@@ -170,14 +172,12 @@ def assemble(
     Built from standard layers only, so that it saves, loads and converts without custom code.
     """
     spec = backbone_spec(config.backbone)
-    base = build_backbone(config.backbone, config.size, weights="imagenet", include_top=True)
+    base = build_backbone(config.backbone, config.size, weights=config.weights, include_top=True)
     kernel, bias = base.layers[-1].get_weights()
     both = keras.Model(base.input, [base.get_layer(spec.split_layer).output, base.layers[-2].output],
                        name="imagenet_backbone")
     pixels = keras.Input((config.size, config.size, 3), name="pixels")
-    if spec.pixel_scaling != "tf":
-        raise NotImplementedError(f"{config.backbone}: only [-1, 1] pixel scaling is assembled in-model")
-    scaled = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="scale_pixels")(pixels)
+    scaled = pixel_scaling_layer(spec)(pixels)
     activations, imagenet_pooled = both(scaled)
     top = fine_tuned.get_layer("fine_tuned_top")
     head = fine_tuned.get_layer("breed_head")

@@ -84,7 +84,7 @@ def run_transfer(
     def stacked(name: str) -> np.ndarray:
         return np.concatenate([v[name][fit_rows] for v in train_views])
 
-    kernel, bias = transfer.imagenet_classifier(config.backbone, config.size)
+    kernel, bias = transfer.imagenet_classifier(config.backbone, config.size, config.weights)
     test_imagenet = transfer.imagenet_breed_logits(test["pooled"], kernel, bias, wnids)
     val_imagenet = transfer.imagenet_breed_logits(plain["pooled"][val_rows], kernel, bias, wnids)
     baseline = evaluate(transfer.softmax(test_imagenet), test["labels"], train_split.breeds)
