@@ -221,3 +221,46 @@ def _buffer_bytes(data: bytes, buffer: tuple[int, int]) -> bytes:
     offset = _scalar(data, buffer, _BUFFER_OFFSET, "<Q", 0)
     size = _scalar(data, buffer, _BUFFER_SIZE, "<Q", 0)
     return data[offset : offset + size] if offset > 1 else b""
+
+
+def check_outputs(
+    info: ModelInfo, output_shapes: dict[str, tuple], source: str = "model"
+) -> dict[str, str | None]:
+    """Find the breed and dog outputs among a model's outputs, and check them against its labels.
+
+    `output_shapes` maps each output name to its shape. Outputs are found by the names the model
+    info gives, else by their last dimension: len(labels) for breeds, 1 for dog. Returns
+    {"breeds": name, "dog": name or None}; raises ModelFileError when the labels do not fit.
+    """
+    count = len(info.labels)
+
+    def last_dimension(name: str) -> int | None:
+        shape = tuple(output_shapes[name] or ())
+        return int(shape[-1]) if shape and shape[-1] is not None else None
+
+    described = ", ".join(f"{name} {tuple(shape)}" for name, shape in output_shapes.items()) or "none"
+    breeds = info.breeds_output if info.breeds_output in output_shapes else None
+    if breeds is None:
+        candidates = [name for name in output_shapes if last_dimension(name) == count]
+        if len(candidates) != 1:
+            raise ModelFileError(
+                f"{source}: the model carries {count} breed labels but "
+                f"{'several outputs' if candidates else 'no output'} give {count} probabilities "
+                f"(outputs: {described}); the labels do not belong to this model, re-export it"
+            )
+        breeds = candidates[0]
+    elif last_dimension(breeds) != count:
+        raise ModelFileError(
+            f"{source}: the breed output {breeds!r} gives {last_dimension(breeds)} probabilities but the "
+            f"model carries {count} labels; the labels do not belong to this model, re-export it"
+        )
+    others = [name for name in output_shapes if name != breeds and last_dimension(name) == 1]
+    dog = info.dog_output if info.dog_output in others else None
+    if dog is None and len(others) == 1:
+        dog = others[0]
+    if info.dog_output is not None and dog is None:
+        raise ModelFileError(
+            f"{source}: the model info names a dog output {info.dog_output!r} but the model has no "
+            f"output of one probability besides the breeds (outputs: {described}); re-export it"
+        )
+    return {"breeds": breeds, "dog": dog}

@@ -1,0 +1,253 @@
+"""Convert a trained Keras model into the model files the edge side runs: TFLite and ONNX.
+
+Every exported model takes raw uint8 RGB pixels, shape (batch, height, width, 3), and returns
+float32 probabilities named "breeds" (batch, len(labels)) and, when the model has one, "dog"
+(batch, 1): the Keras model is wrapped in a uint8 input and a cast before conversion, and its own
+preprocessing layers do the rest. The Dogtag model info is embedded in every file (export.metadata).
+
+Formats (FORMATS):
+    tflite_float32   TFLite, float32 weights and activations
+    tflite_float16   TFLite, float16 weights (computed in float32)
+    tflite_dynamic   TFLite, int8 weights, activations quantized on the fly
+    tflite_int8      TFLite, int8 weights and activations (calibrated on training images);
+                     uint8 input and float32 outputs, so pixels go in and probabilities come out
+    onnx_float32     ONNX (tf2onnx), float32
+    onnx_int8        ONNX, static QDQ quantization by onnxruntime, int8 weights per channel and
+                     uint8 activations, calibrated on training images (CALIBRATION_METHODS)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import keras
+import numpy as np
+import onnx
+import tensorflow as tf
+
+from edge_app.model_file import ModelInfo, check_outputs, parse_model_info
+from export.metadata import embed_onnx_info, embed_tflite_info
+
+FORMATS = {
+    "tflite_float32": ".tflite",
+    "tflite_float16": ".tflite",
+    "tflite_dynamic": ".tflite",
+    "tflite_int8": ".tflite",
+    "onnx_float32": ".onnx",
+    "onnx_int8": ".onnx",
+}
+INPUT_NAME = "pixels"
+ONNX_OPSET = 17
+# onnxruntime.quantization.CalibrationMethod by the names the CLI takes.
+CALIBRATION_METHODS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
+DEFAULT_CALIBRATION = "percentile"
+
+
+def load_run(run_dir: str | Path) -> tuple[keras.Model, ModelInfo]:
+    """The Keras model and model info a training run left in `run_dir`, checked against each other."""
+    run_dir = Path(run_dir)
+    model_path, info_path = run_dir / "model.keras", run_dir / "model_info.json"
+    for path in (model_path, info_path):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: not found; is {run_dir} the folder of a finished training run?")
+    info = parse_model_info(info_path.read_text(encoding="utf-8"), source=str(info_path))
+    model = keras.models.load_model(model_path, compile=False)
+    if info.model_version == "unknown":
+        digest = hashlib.sha256(model_path.read_bytes()).hexdigest()[:10]
+        info = dataclasses.replace(info, model_version=f"{run_dir.name}-{digest}")
+    keras_outputs(model, info, source=str(model_path))  # refuse labels that do not fit the model
+    return model, info
+
+
+def keras_outputs(model: keras.Model, info: ModelInfo, source: str = "model") -> dict[str, int]:
+    """The position in the Keras model's outputs of "breeds" and (when present) "dog"."""
+    shapes = {name: tuple(output.shape) for name, output in zip(model.output_names, model.outputs, strict=True)}
+    roles = check_outputs(info, shapes, source=source)
+    return {role: model.output_names.index(name) for role, name in roles.items() if name is not None}
+
+
+def predict_keras(model: keras.Model, info: ModelInfo, pixels: np.ndarray) -> dict[str, np.ndarray]:
+    """Run the Keras model on uint8 pixels; {"breeds": ..., "dog": ...} as float32 arrays."""
+    outputs = model(pixels.astype("float32"), training=False)
+    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    return {role: np.asarray(outputs[i], dtype="float32") for role, i in keras_outputs(model, info).items()}
+
+
+def serving_function(model: keras.Model, info: ModelInfo):
+    """uint8 pixels -> {"breeds", "dog"} probabilities, the function every format is converted from."""
+    positions = keras_outputs(model, info)
+    height, width = info.input_size
+
+    @tf.function(input_signature=[tf.TensorSpec([None, height, width, 3], tf.uint8, name=INPUT_NAME)])
+    def serve(pixels):
+        outputs = model(tf.cast(pixels, tf.float32), training=False)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        return {role: outputs[i] for role, i in positions.items()}
+
+    return serve
+
+
+def to_tflite(
+    model: keras.Model, info: ModelInfo, kind: str = "float32", calibration: np.ndarray | None = None
+) -> bytes:
+    """Convert to a TFLite flatbuffer; kind is float32, float16, dynamic or int8 (needs calibration).
+
+    The model is saved as a SavedModel first (Keras' ExportArchive tracks its variables, which a
+    bare concrete function would leave unfrozen), then converted.
+    """
+    if kind == "int8" and (calibration is None or not len(calibration)):
+        raise ValueError("int8 TFLite needs calibration images (a few hundred training photos)")
+    with tempfile.TemporaryDirectory() as saved_model:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint("serving_default", serving_function(model, info))
+        archive.write_out(saved_model, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
+        if kind != "float32":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if kind == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        elif kind == "int8":
+            converter.representative_dataset = lambda: ({INPUT_NAME: image[None]} for image in calibration)
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.inference_input_type = tf.uint8  # raw pixels in; outputs stay float32
+        elif kind not in ("float32", "dynamic"):
+            raise ValueError(f"unknown TFLite kind {kind!r}")
+        return converter.convert()
+
+
+def to_onnx(model: keras.Model, info: ModelInfo) -> onnx.ModelProto:
+    """Convert to ONNX with tf2onnx; input "pixels" (uint8), outputs "breeds" and "dog"."""
+    import tf2onnx
+
+    serve = serving_function(model, info)
+    proto, _ = tf2onnx.convert.from_function(serve, input_signature=serve.input_signature, opset=ONNX_OPSET)
+    return proto
+
+
+def quantize_onnx(
+    model: onnx.ModelProto, calibration: np.ndarray, method: str = DEFAULT_CALIBRATION, batch_size: int = 16
+) -> onnx.ModelProto:
+    """Static QDQ int8 quantization with onnxruntime, calibrated on `calibration` uint8 images.
+
+    Weights are int8 per channel, activations uint8; `method` is minmax, percentile or entropy.
+    """
+    from onnxruntime import quantization
+
+    if method not in CALIBRATION_METHODS:
+        raise ValueError(f"unknown calibration method {method!r}; choose one of {', '.join(CALIBRATION_METHODS)}")
+    if calibration is None or not len(calibration):
+        raise ValueError("int8 ONNX needs calibration images (a few hundred training photos)")
+
+    class Reader(quantization.CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter([{INPUT_NAME: calibration[i : i + batch_size]}
+                                 for i in range(0, len(calibration), batch_size)])
+
+        def get_next(self) -> dict | None:
+            return next(self.batches, None)
+
+    with tempfile.TemporaryDirectory() as work:
+        source, prepared, target = (Path(work) / name for name in ("float.onnx", "prepared.onnx", "int8.onnx"))
+        onnx.save(model, source)
+        # Shape inference and graph clean-up first, as onnxruntime recommends before quantizing.
+        quantization.quant_pre_process(str(source), str(prepared))
+        quantization.quantize_static(
+            str(prepared), str(target), Reader(),
+            quant_format=quantization.QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=quantization.QuantType.QUInt8,
+            weight_type=quantization.QuantType.QInt8,
+            calibrate_method=getattr(quantization.CalibrationMethod, CALIBRATION_METHODS[method]),
+            calibration_providers=["CPUExecutionProvider"],
+        )
+        return onnx.load(target)
+
+
+def parse_formats(text: str | Iterable[str]) -> list[str]:
+    """'tflite_int8,onnx_float32' (or 'all') -> a list of known format names."""
+    names = [n.strip() for n in text.split(",")] if isinstance(text, str) else list(text)
+    names = list(FORMATS) if names == ["all"] else [n for n in names if n]
+    unknown = [n for n in names if n not in FORMATS]
+    if unknown or not names:
+        raise ValueError(f"unknown formats {unknown}; choose from {', '.join(FORMATS)} or 'all'")
+    return names
+
+
+def file_info(info: ModelInfo, export_name: str, has_dog: bool) -> ModelInfo:
+    """The model info embedded in one exported file.
+
+    model_version gets the export's name appended: quantized weights answer slightly differently,
+    so tagging resumed with another format must not reuse results of this one.
+    """
+    extra = dict(info.extra)
+    extra["export"] = {"format": export_name, "keras_model_version": info.model_version}
+    return dataclasses.replace(
+        info,
+        model_version=f"{info.model_version}+{export_name}",
+        breeds_output="breeds",
+        dog_output="dog" if has_dog else None,
+        extra=extra,
+    )
+
+
+def export_files(
+    model: keras.Model,
+    info: ModelInfo,
+    out_dir: str | Path,
+    formats: Iterable[str] = tuple(FORMATS),
+    calibration: np.ndarray | None = None,
+    onnx_calibration: Iterable[str] = (DEFAULT_CALIBRATION,),
+    stem: str = "dogtag",
+    log=print,
+) -> dict[str, Path]:
+    """Write `model` in every format to `out_dir` as <stem>_<format>.<ext>; returns name -> path.
+
+    With several ONNX calibration methods, onnx_int8 is written once per method and named
+    onnx_int8_<method> (to compare them); with one it is simply onnx_int8.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    has_dog = "dog" in keras_outputs(model, info)
+    methods = list(onnx_calibration)
+    written: dict[str, Path] = {}
+    float_onnx = None
+    for name in parse_formats(formats):
+        if name.startswith("tflite_"):
+            exports = {name: embed_tflite_info(
+                to_tflite(model, info, name.removeprefix("tflite_"), calibration), file_info(info, name, has_dog)
+            )}
+        else:
+            float_onnx = float_onnx if float_onnx is not None else to_onnx(model, info)
+            if name == "onnx_float32":
+                exports = {name: _onnx_bytes(float_onnx, file_info(info, name, has_dog))}
+            else:
+                exports = {}
+                for method in methods:
+                    export_name = name if len(methods) == 1 else f"{name}_{method}"
+                    quantized = quantize_onnx(float_onnx, calibration, method)
+                    exports[export_name] = _onnx_bytes(quantized, file_info(info, export_name, has_dog))
+        for export_name, data in exports.items():
+            path = out_dir / f"{stem}_{export_name}{FORMATS[name]}"
+            path.write_bytes(data)
+            written[export_name] = path
+            log(f"{path}: {len(data) / 1e6:.2f} MB")
+    return written
+
+
+def _onnx_bytes(model: onnx.ModelProto, info: ModelInfo) -> bytes:
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    return embed_onnx_info(copy, info).SerializeToString()
+
+
+def save_model_info(info: ModelInfo, path: str | Path) -> Path:
+    """Write the model info JSON (the document embedded in model files) next to exported files."""
+    path = Path(path)
+    path.write_text(json.dumps(json.loads(info.to_json()), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
