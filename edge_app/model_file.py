@@ -236,7 +236,10 @@ def check_outputs(
 
     def last_dimension(name: str) -> int | None:
         shape = tuple(output_shapes[name] or ())
-        return int(shape[-1]) if shape and shape[-1] is not None else None
+        try:
+            return int(shape[-1])
+        except (IndexError, TypeError, ValueError):  # no shape, or a symbolic dimension
+            return None
 
     described = ", ".join(f"{name} {tuple(shape)}" for name, shape in output_shapes.items()) or "none"
     breeds = info.breeds_output if info.breeds_output in output_shapes else None
@@ -245,7 +248,7 @@ def check_outputs(
         if len(candidates) != 1:
             raise ModelFileError(
                 f"{source}: the model carries {count} breed labels but "
-                f"{'several outputs' if candidates else 'no output'} give {count} probabilities "
+                f"{'several outputs give' if candidates else 'no output gives'} {count} probabilities "
                 f"(outputs: {described}); the labels do not belong to this model, re-export it"
             )
         breeds = candidates[0]

@@ -131,7 +131,7 @@ def to_onnx(model: keras.Model, info: ModelInfo) -> onnx.ModelProto:
 
 
 def quantize_onnx(
-    model: onnx.ModelProto, calibration: np.ndarray, method: str = DEFAULT_CALIBRATION, batch_size: int = 16
+    model: onnx.ModelProto, calibration: np.ndarray, method: str = DEFAULT_CALIBRATION, batch_size: int = 8
 ) -> onnx.ModelProto:
     """Static QDQ int8 quantization with onnxruntime, calibrated on `calibration` uint8 images.
 
@@ -145,12 +145,21 @@ def quantize_onnx(
         raise ValueError("int8 ONNX needs calibration images (a few hundred training photos)")
 
     class Reader(quantization.CalibrationDataReader):
+        """Calibration batches; quantize_static reads them one at a time (set_range), so that
+        histogram calibration keeps one batch of activations in memory, not all of them."""
+
         def __init__(self) -> None:
-            self.batches = iter([{INPUT_NAME: calibration[i : i + batch_size]}
-                                 for i in range(0, len(calibration), batch_size)])
+            self.batches = [calibration[i : i + batch_size] for i in range(0, len(calibration), batch_size)]
+            self.pending: list[np.ndarray] = []
+
+        def __len__(self) -> int:
+            return len(self.batches)
+
+        def set_range(self, start_index: int, end_index: int) -> None:
+            self.pending = self.batches[start_index:end_index]
 
         def get_next(self) -> dict | None:
-            return next(self.batches, None)
+            return {INPUT_NAME: self.pending.pop(0)} if self.pending else None
 
     with tempfile.TemporaryDirectory() as work:
         source, prepared, target = (Path(work) / name for name in ("float.onnx", "prepared.onnx", "int8.onnx"))
@@ -165,6 +174,7 @@ def quantize_onnx(
             weight_type=quantization.QuantType.QInt8,
             calibrate_method=getattr(quantization.CalibrationMethod, CALIBRATION_METHODS[method]),
             calibration_providers=["CPUExecutionProvider"],
+            extra_options={"CalibStridedMinMax": 1},  # despite its name: any method, batch by batch
         )
         return onnx.load(target)
 

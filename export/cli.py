@@ -1,0 +1,92 @@
+"""`dogtag export RUN_DIR --out DIR`: convert a trained run to TFLite and ONNX, verify, describe.
+
+    dogtag export runs/mobilenet_v2 --out exported/
+    dogtag export runs/mobilenet_v2 --out models/ --formats tflite_int8,onnx_float32 --model-card
+    dogtag export runs/mobilenet_v2 --out exported/ --formats onnx_int8 --onnx-calibration minmax,percentile,entropy
+
+Writes <stem>_<format>.tflite/.onnx, verification.json and verification.md (the table printed at
+the end) in DIR, and MODEL_CARD.md with --model-card.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import click
+
+from train.cli import data_option
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for the model files, the verification report and the model card.")
+@click.option("--formats", default="all", show_default=True,
+              help="Comma-separated: tflite_float32, tflite_float16, tflite_dynamic, tflite_int8, "
+                   "onnx_float32, onnx_int8, or 'all'.")
+@data_option
+@click.option("--calibration-images", type=click.IntRange(min=1), default=500, show_default=True,
+              help="Training photos used to calibrate int8 models (never test photos).")
+@click.option("--onnx-calibration", default="percentile", show_default=True,
+              help="minmax, percentile or entropy; several (comma-separated) write one onnx_int8 file each.")
+@click.option("--verify-images", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Test photos to verify on, drawn at random; 0 = the whole test split.")
+@click.option("--verify/--no-verify", default=True, show_default=True)
+@click.option("--stem", default="dogtag", show_default=True, help="File names are <stem>_<format>.<ext>.")
+@click.option("--model-card/--no-model-card", default=False, show_default=True,
+              help="Also write MODEL_CARD.md from the run's metrics and the verification.")
+def export(run_dir, out_dir, formats, data, calibration_images, onnx_calibration, verify_images, verify, stem,
+           model_card) -> None:
+    """Export a trained Keras model to TFLite and ONNX, and verify it."""
+    from export.convert import CALIBRATION_METHODS, export_files, load_run, parse_formats, predict_keras
+    from export.images import (
+        calibration_photos,
+        labelled_paths,
+        photo_batches,
+        sample_paths,
+        split_for_export,
+    )
+    from export.model_card import write_model_card
+    from export.verify import format_table, save_report, verify_files
+    from train.evaluate import git_commit
+
+    def log(line: str) -> None:
+        click.echo(line, err=True)
+
+    try:
+        names = parse_formats(formats)
+        methods = [m.strip() for m in onnx_calibration.split(",") if m.strip()]
+        if not methods or any(m not in CALIBRATION_METHODS for m in methods):
+            raise ValueError(f"--onnx-calibration: choose from {', '.join(CALIBRATION_METHODS)}")
+        model, info = load_run(run_dir)
+        calibration = None
+        if any(name in ("tflite_int8", "onnx_int8") for name in names):
+            log(f"reading {calibration_images} training photos from {data} for int8 calibration")
+            calibration = calibration_photos(data, info, calibration_images)
+        files = export_files(model, info, out_dir, names, calibration, methods, stem=stem, log=log)
+        report = None
+        if verify:
+            rows = sample_paths(labelled_paths(split_for_export(data, "test"), info.labels), verify_images)
+            log(f"verifying {len(files)} files on {len(rows)} test photos from {data}")
+            report = verify_files(lambda pixels: predict_keras(model, info, pixels), files,
+                                  photo_batches(rows, info), log=log)
+            report.update(run=str(run_dir), data=str(data), split="test", model_version=info.model_version)
+            save_report(report, out_dir / "verification.json")
+            table = format_table(report)
+            (out_dir / "verification.md").write_text(table + "\n", encoding="utf-8")
+            click.echo(table)
+        if model_card:
+            command = shlex.join([
+                "dogtag", "export", str(run_dir), "--out", str(out_dir), "--formats", formats, "--data", str(data),
+                "--calibration-images", str(calibration_images), "--onnx-calibration", onnx_calibration,
+                "--verify-images", str(verify_images), "--stem", stem, "--model-card",
+                *([] if verify else ["--no-verify"]),
+            ])
+            path = write_model_card(out_dir / "MODEL_CARD.md", info, run_dir, report, command, git_commit())
+            log(f"wrote {path}")
+    except (FileNotFoundError, ValueError) as error:  # ModelFileError is a ValueError
+        raise click.ClickException(str(error)) from error
+    if report and not all(entry["meets_target"] for entry in report["formats"].values()):
+        missed = [name for name, entry in report["formats"].items() if not entry["meets_target"]]
+        log(f"warning: {', '.join(missed)} missed the target (see verification.md)")

@@ -1,0 +1,136 @@
+"""MODEL_CARD.md for exported models, from the training run's records and the export's verification.
+
+Reads the run folder (metrics.json and config.json as train.evaluate.write_run leaves them) and the
+verification report of export.verify; writes what a shelter volunteer or a maintainer needs to
+trust, or distrust, the model: data and split, how it was made, accuracy per file, thresholds,
+known weaknesses and intended use.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from edge_app.model_file import ModelInfo
+
+IMAGENET_CAVEAT = (
+    "Stanford Dogs photos come from ImageNet, on which the backbone was pretrained: the backbone has very "
+    "likely seen these test photos, so every accuracy on this test split flatters it. Expect lower accuracy "
+    "on shelter photos (other lighting, kennels, mixed breeds)."
+)
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _percent(value) -> str:
+    return "n/a" if value is None else f"{value * 100:.2f}%"
+
+
+def model_card(
+    info: ModelInfo, run_dir: str | Path, verification: dict | None, command: str, commit: str
+) -> str:
+    """The model card as markdown text."""
+    run_dir = Path(run_dir)
+    metrics, config = _read_json(run_dir / "metrics.json"), _read_json(run_dir / "config.json")
+    thresholds = metrics.get("thresholds", {})
+    lines = [
+        f"# Dogtag model card: `{info.model_version}`",
+        "",
+        "## What it is",
+        "",
+        f"A photo classifier that names the breed of the dog in a photo among {len(info.labels)} breeds of the "
+        "Stanford Dogs dataset and gives, from the same forward pass, the probability that the photo shows a dog "
+        "at all (the ImageNet classifier's mass on its dog classes, 151-268)"
+        + ("." if info.dog_output else "; this model has no dog output."),
+        f"Approach: {metrics.get('approach', 'unknown')}"
+        + (f", backbone {info.extra['backbone']}" if "backbone" in info.extra else "") + ".",
+        f"Input: raw RGB pixels, uint8, {info.input_size[0]} x {info.input_size[1]}, resized `{info.resize}` "
+        "(stretched to size, as in training) with PIL bilinear; all preprocessing is inside the model.",
+        "The labels, input size, resize mode, thresholds and model version are embedded in each file "
+        "(TFLite metadata / ONNX metadata_props, key `dogtag`), so a file cannot be paired with the wrong labels.",
+        "",
+        "## Intended use",
+        "",
+        "- Sorting and tagging shelter photo folders offline (`dogtag tag`), on a laptop or a Raspberry Pi.",
+        "- A breed is a visual resemblance, a suggestion for staff: not a pedigree, not a DNA test, and not a "
+        "basis for decisions about an animal (breed-specific rules, adoption, euthanasia).",
+        "- Mixed-breed dogs, the majority in shelters, get the pure breed they look most like; treat the top "
+        "few breeds as a description, not a fact.",
+        "",
+        "## Data and split",
+        "",
+        "Stanford Dogs (Khosla et al., FGVC 2011; images from ImageNet): 120 breeds, official split of "
+        "12,000 training and 8,580 test photos. "
+        + (f"Training used {metrics['train_images']} photos and held out {metrics['validation_images']} "
+           "training photos for validation (early stopping, blend weight, thresholds). "
+           if "train_images" in metrics else "")
+        + "The test split was used only for the figures below; int8 calibration used training photos only.",
+        "",
+        IMAGENET_CAVEAT,
+        "",
+        "## How it was made",
+        "",
+        f"- Training run: `{run_dir}`" + (f", commit `{config['commit']}`" if "commit" in config else "")
+        + (f", TensorFlow {config['tensorflow']}" if "tensorflow" in config else "") + ".",
+        f"- Export: `{command}` at commit `{commit}`.",
+        "",
+        "## Accuracy on the official test split",
+        "",
+    ]
+    if metrics:
+        lines += [
+            f"- Keras model: top-1 {_percent(metrics.get('top1'))}, top-5 {_percent(metrics.get('top5'))} "
+            f"on {metrics.get('images', metrics.get('test_images', '?'))} test photos.",
+            f"- No-training baseline (the ImageNet classifier restricted to the breeds): top-1 "
+            f"{_percent(metrics.get('baseline_top1'))}, top-5 {_percent(metrics.get('baseline_top5'))}.",
+            "",
+        ]
+    if verification:
+        from export.verify import format_table
+
+        lines += ["Every exported file, run in its own runtime on the same pixels as the Keras model:", "",
+                  format_table(verification), ""]
+    lines += [
+        "## Thresholds",
+        "",
+        f"- `min_confidence` = {info.min_confidence}: below it a photo is tagged `unsure` instead of a breed"
+        + (f" (on validation photos, {_percent(thresholds.get('validation_precision_above_min_confidence'))} "
+           f"of the breeds named above it are right, and {_percent(thresholds.get('validation_coverage_above_min_confidence'))} "
+           "of photos clear it)." if "validation_precision_above_min_confidence" in thresholds else "."),
+        f"- `min_dog` = {info.min_dog}: below it a photo is tagged `not_a_dog`"
+        + (f" ({_percent(thresholds.get('validation_dogs_below_min_dog'))} of validation dog photos fall below it; "
+           "not tuned on non-dog photos, which Stanford Dogs does not have)."
+           if "validation_dogs_below_min_dog" in thresholds else "."),
+        "",
+        "## Known weaknesses",
+        "",
+    ]
+    confused = metrics.get("most_confused", [])[:10]
+    if confused:
+        lines += ["Most confused breeds on the test split (true -> predicted):", "",
+                  "| true | predicted as | photos |", "|---|---|---|"]
+        lines += [f"| {p['true']} | {p['predicted']} | {p['count']} of {p['of']} |" for p in confused]
+        lines.append("")
+    weakest = sorted(metrics.get("per_breed", []), key=lambda row: row["recall"])[:5]
+    if weakest:
+        lines += ["Breeds recognised least often: "
+                  + ", ".join(f"{row['breed']} ({_percent(row['recall'])})" for row in weakest) + ".", ""]
+    lines += [
+        "- Look-alike breeds (the pairs above) are confused far more often than the average suggests.",
+        "- The dog probability comes from ImageNet's classifier: cartoons, toys and dog-like animals may pass it, "
+        "and dogs that are small, hidden or in odd light may fail it.",
+        "- Photos with several dogs get one breed.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_model_card(
+    path: str | Path, info: ModelInfo, run_dir: str | Path, verification: dict | None, command: str, commit: str
+) -> Path:
+    """Write MODEL_CARD.md (see model_card)."""
+    path = Path(path)
+    path.write_text(model_card(info, run_dir, verification, command, commit), encoding="utf-8")
+    return path
