@@ -1,0 +1,25 @@
+"""The edge app: tag shelter photos with dog breeds, offline, with no TensorFlow.
+
+    from edge_app import Classifier
+    prediction = Classifier().predict(image)    # HxWx3 uint8 array or PIL image
+
+Stages of a run: `walk` finds photos, `images` decodes and resizes them, `runtime` runs the model
+file (LiteRT or onnxruntime), `classifier` turns outputs into predictions, `results` / `xmp` write
+them, `tagging` ties these together and `cli` is the `dogtag tag` / `dogtag predict` commands.
+"""
+
+from edge_app.classifier import Classifier, Prediction, default_model_path
+from edge_app.images import PhotoError, load_photo, prepare_image
+from edge_app.model_file import ModelFileError, ModelInfo, read_model_info
+
+__all__ = [
+    "Classifier",
+    "ModelFileError",
+    "ModelInfo",
+    "PhotoError",
+    "Prediction",
+    "default_model_path",
+    "load_photo",
+    "prepare_image",
+    "read_model_info",
+]

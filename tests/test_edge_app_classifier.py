@@ -1,0 +1,161 @@
+"""`from edge_app import Classifier`: any exported model file names the breed of a photo, with its
+confidence, top-k and dog probability, and a model that cannot be trusted is refused."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from PIL import Image
+
+from edge_app import Classifier, ModelFileError, Prediction
+from tests.model_fixtures import (
+    TINY_FORMATS,
+    TINY_LABELS,
+    make_tiny_models,
+    make_tiny_run,
+    tinted_photo,
+    training_photos,
+)
+
+pytest.importorskip("tensorflow", reason="the tiny test models are made with TensorFlow")
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    return make_tiny_models(tmp_path_factory.mktemp("models"))
+
+
+@pytest.mark.parametrize("name", TINY_FORMATS)
+def test_every_model_format_names_the_breed_of_a_photo_and_spots_a_non_dog(tiny_models, name):
+    classifier = Classifier(tiny_models[name])
+
+    for index, breed in enumerate(TINY_LABELS):
+        prediction = classifier.predict(tinted_photo(index, seed=900 + index))
+        assert (prediction.breed, prediction.status) == (breed, "dog"), prediction
+    grey = classifier.predict(tinted_photo(None, seed=950))
+    assert grey.status == "not_a_dog" and grey.dog_probability < classifier.min_dog
+
+
+def test_predict_takes_an_array_or_a_pil_image_and_returns_breed_confidence_top_k_and_dog(tiny_models):
+    classifier = Classifier(tiny_models["tflite_int8"], top_k=2)
+    pixels = tinted_photo(1, seed=7, size=80)
+
+    from_array = classifier.predict(pixels)
+    from_pil = classifier.predict(Image.fromarray(pixels))
+
+    assert isinstance(from_array, Prediction) and from_array == from_pil
+    assert from_array.breed == "Japanese spaniel"
+    assert from_array.top_k[0] == (from_array.breed, from_array.confidence)
+    assert len(from_array.top_k) == 2 and from_array.top_k[0][1] >= from_array.top_k[1][1]
+    assert 0.5 < from_array.dog_probability <= 1.0
+
+
+def test_predict_accepts_grayscale_and_rgba_arrays_but_explains_float_ones(tiny_models):
+    classifier = Classifier(tiny_models["tflite_int8"])
+
+    assert classifier.predict(np.full((40, 40), 128, np.uint8)).breed in TINY_LABELS
+    assert classifier.predict(np.dstack([tinted_photo(2), np.full((32, 32), 255, np.uint8)])).breed == "Maltese dog"
+    with pytest.raises(TypeError, match=r"expected uint8 pixels.*\(pixels \* 255\)"):
+        classifier.predict(np.zeros((32, 32, 3), np.float32))
+
+
+def test_a_batch_gives_the_same_answers_as_one_photo_at_a_time(tiny_models):
+    classifier = Classifier(tiny_models["onnx_float32"])
+    photos = [tinted_photo(i % 3, seed=i) for i in range(5)]
+
+    batch = classifier.predict_batch(photos)
+
+    for photo, prediction in zip(photos, batch, strict=True):
+        single = classifier.predict(photo)
+        assert single.breed == prediction.breed
+        assert single.confidence == pytest.approx(prediction.confidence, abs=1e-5)
+
+
+def test_thresholds_come_from_the_model_and_can_be_overridden(tiny_models):
+    default = Classifier(tiny_models["tflite_float32"])
+    strict = Classifier(tiny_models["tflite_float32"], min_confidence=1.01)
+    trusting = Classifier(tiny_models["tflite_float32"], min_dog=0.0)
+
+    assert (default.min_confidence, default.min_dog) == (default.info.min_confidence, default.info.min_dog)
+    assert strict.predict(tinted_photo(0)).status == "unsure"
+    assert trusting.predict(tinted_photo(None)).status in ("dog", "unsure")
+
+
+def test_a_model_whose_labels_do_not_fit_its_breed_output_is_refused(tmp_path, tiny_models):
+    from edge_app.model_file import ModelInfo
+    from export.metadata import embed_onnx_info, embed_tflite_info
+
+    four = ModelInfo(labels=(*TINY_LABELS, "Pug"), input_size=(32, 32), breeds_output="breeds", dog_output="dog")
+    (tmp_path / "wrong.tflite").write_bytes(embed_tflite_info(tiny_models["tflite_int8"].read_bytes(), four))
+    onnx.save(embed_onnx_info(onnx.load(tiny_models["onnx_float32"]), four), tmp_path / "wrong.onnx")
+
+    for name in ("wrong.tflite", "wrong.onnx"):
+        with pytest.raises(ModelFileError, match=rf"{name}: the breed output 'breeds' gives 3 probabilities but "
+                                                 r"the model carries 4 labels.*re-export"):
+            Classifier(tmp_path / name)
+
+
+def test_a_model_with_quantized_uint8_outputs_answers_like_the_float_one(tmp_path, tiny_models):
+    path = uint8_output_tflite(make_tiny_run(tmp_path), tmp_path / "uint8-out.tflite")
+    quantized, reference = Classifier(path), Classifier(tiny_models["tflite_float32"])
+
+    for index in range(3):
+        got, expected = quantized.predict(tinted_photo(index)), reference.predict(tinted_photo(index))
+        assert got.breed == expected.breed
+        assert got.confidence == pytest.approx(expected.confidence, abs=0.05), "dequantized to a probability"
+        assert got.dog_probability == pytest.approx(expected.dog_probability, abs=0.05)
+
+
+def test_a_model_without_a_dog_output_still_names_breeds(tmp_path):
+    files = make_tiny_models(tmp_path, with_dog=False, formats=("tflite_int8", "onnx_float32"))
+
+    for path in files.values():
+        prediction = Classifier(path).predict(tinted_photo(2))
+        assert (prediction.breed, prediction.dog_probability, prediction.status) == ("Maltese dog", None, "dog")
+
+
+def test_without_a_bundled_model_the_error_says_how_to_pass_one(tmp_path, monkeypatch):
+    import dogtag.models
+
+    monkeypatch.setattr(dogtag.models, "DEFAULT_TFLITE", tmp_path / "dogtag.tflite")
+    monkeypatch.setattr(dogtag.models, "DEFAULT_ONNX", tmp_path / "dogtag.onnx")
+
+    with pytest.raises(ModelFileError, match=r"no bundled model in .*pass a model with --model FILE"):
+        Classifier()
+
+
+def test_a_file_that_is_not_a_model_is_refused(tmp_path):
+    (tmp_path / "photo.tflite").write_bytes(b"\xff\xd8\xff\xe0 a JPEG renamed")
+
+    with pytest.raises(ModelFileError, match=r"photo\.tflite: not a TFLite model"):
+        Classifier(tmp_path / "photo.tflite")
+
+
+def uint8_output_tflite(run: Path, path: Path) -> Path:
+    """An int8 TFLite of the tiny run whose outputs are uint8 too (as some converters leave them)."""
+    import keras
+    import tensorflow as tf
+
+    from export.convert import INPUT_NAME, file_info, load_run, serving_function
+    from export.metadata import embed_tflite_info
+
+    model, info = load_run(run)
+    calibration, _, _ = training_photos(64, len(TINY_LABELS), seed=1)
+    with tempfile.TemporaryDirectory() as saved_model:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint("serving_default", serving_function(model, info))
+        archive.write_out(saved_model, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ({INPUT_NAME: image[None]} for image in calibration)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.uint8
+        converter.inference_output_type = tf.uint8
+        data = converter.convert()
+    path.write_bytes(embed_tflite_info(data, file_info(info, "tflite_int8", has_dog=True)))
+    return path
