@@ -89,3 +89,115 @@ def transfer(data, cache, backbone, size, equalize, run_dir, views, head_epochs,
                            log=lambda line: click.echo(line, err=True))
     click.echo(f"{run_dir}: test top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f} "
                f"(no-training baseline {metrics['baseline_top1']:.4f})")
+
+
+@train.command()
+@click.argument("runs_root", type=click.Path(exists=True, file_okay=False, path_type=Path), default=DEFAULT_RUNS)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Write the markdown here too.")
+def report(runs_root, out) -> None:
+    """Compare every run below RUNS_ROOT: accuracy against training and inference time."""
+    from train.report import report as make_report
+
+    text = make_report(runs_root)
+    click.echo(text)
+    if out:
+        out.write_text(text)
+
+
+# --- scratch CNN and its hyperparameter search -----------------------------------------------------
+
+breeds_option = click.option("--breeds", "breed_names", multiple=True,
+                             help="A breed to keep, by name (e.g. 'Maltese dog'); repeatable. Default: all.")
+breed_count_option = click.option("--breed-count", type=int, default=None,
+                                  help="Keep the first N breeds instead (ignored when --breeds is given).")
+scratch_cache_option = click.option("--cache", "cache_root", type=click.Path(path_type=Path), default=None,
+                                    help="Where decoded uint8 images are kept [default: cache/scratch].")
+
+
+def _parse_overrides(pairs: tuple[str, ...]) -> dict:
+    """`key=value` pairs with JSON values (strings may be bare): {'block': 'vgg', 'filters': [32, 64]}."""
+    import json
+
+    overrides = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator:
+            raise click.BadParameter(f"{pair!r}: expected key=value", param_hint="--set")
+        try:
+            overrides[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key.strip()] = value
+    return overrides
+
+
+@train.command()
+@data_option
+@breeds_option
+@breed_count_option
+@click.option("--run", "run_dir", type=click.Path(path_type=Path), required=True,
+              help="Run folder to write; an unfinished run in it is resumed.")
+@click.option("--params", "params_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Hyperparameters as JSON, e.g. the best_params.json of `dogtag train search`.")
+@click.option("--size", type=int, default=None, help="Input size in pixels [default: from --params, else 112].")
+@click.option("--epochs", type=int, default=None, help="Planned epochs (the cosine schedule spans them).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override any hyperparameter, e.g. --set block=vgg --set 'filters=[32,64,128]'; repeatable.")
+@click.option("--augment/--no-augment", default=True, show_default=True, help="Random training-time transforms.")
+@click.option("--time-limit", type=float, default=None,
+              help="Stop training after this many minutes, record the run as it stands; run again to resume.")
+@scratch_cache_option
+def scratch(data, breed_names, breed_count, run_dir, params_file, size, epochs, overrides, augment, time_limit,
+            cache_root) -> None:
+    """Train the CNN designed from scratch, evaluate it on the official test images, save it."""
+    import json
+
+    from train.preprocess import Augmentation
+    from train.scratch import DEFAULT_CACHE, ScratchParams, run_scratch
+
+    values = json.loads(params_file.read_text()) if params_file else {}
+    values.update(_parse_overrides(overrides))
+    if size is not None:
+        values["size"] = size
+    if epochs is not None:
+        values["epochs"] = epochs
+    if not augment:
+        values["augmentation"] = Augmentation.off()
+    try:
+        params = ScratchParams.from_dict(values)
+    except (TypeError, ValueError) as error:
+        raise click.BadParameter(str(error), param_hint="--params/--set") from error
+    metrics = run_scratch(data, run_dir, params, list(breed_names) or None, breed_count,
+                          cache_root or DEFAULT_CACHE, time_limit * 60 if time_limit else None,
+                          log=lambda line: click.echo(line, err=True))
+    click.echo(f"{run_dir}: test top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f} "
+               f"({metrics['epochs_done']}/{metrics['epochs_planned']} epochs, {metrics['stopped']})")
+
+
+@train.command()
+@data_option
+@breeds_option
+@breed_count_option
+@click.option("--run", "run_dir", type=click.Path(path_type=Path), required=True,
+              help="Search folder to write; an unfinished search in it is resumed.")
+@click.option("--trials", type=int, default=10, show_default=True, help="Configurations to try.")
+@click.option("--search-epochs", type=int, default=12, show_default=True, help="Epochs per trial.")
+@click.option("--epochs", type=int, default=60, show_default=True,
+              help="Epochs to train the best configuration fully into RUN/best (0: search only).")
+@click.option("--size", "sizes", type=int, multiple=True,
+              help="Input sizes to search; repeatable [default: the search space's, 96 and 128].")
+@scratch_cache_option
+def search(data, breed_names, breed_count, run_dir, trials, search_epochs, epochs, sizes, cache_root) -> None:
+    """Random hyperparameter search for the scratch CNN (KerasTuner), then train the best fully."""
+    from dataclasses import replace
+
+    from train.scratch import DEFAULT_CACHE
+    from train.search import SearchSpace, run_search
+
+    space = replace(SearchSpace(), sizes=tuple(sizes)) if sizes else SearchSpace()
+    result = run_search(data, run_dir, list(breed_names) or None, breed_count, trials, search_epochs, epochs,
+                        space, cache_root=cache_root or DEFAULT_CACHE, log=lambda line: click.echo(line, err=True))
+    click.echo(f"{run_dir}: {len(result['trials'])} trials, best val top-1 "
+               f"{result['trials'][0]['val_top1']:.4f}; table in {run_dir / 'trials.md'}")
+    if result["best_run"]:
+        click.echo(f"{run_dir / 'best'}: test top-1 {result['best_run']['top1']:.4f}, "
+                   f"top-5 {result['best_run']['top5']:.4f}")

@@ -109,7 +109,7 @@ def top_of_backbone(backbone: str, size: int, weights: str | None = "imagenet") 
         # Batch norm stays in inference mode: its statistics must not drift on small batches.
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False
-    return keras.Model(clone.inputs, clone.outputs, name="fine_tuned_top")
+    return keras.Model(clone.inputs[0], clone.outputs[0], name="fine_tuned_top")
 
 
 def fine_tune(

@@ -1,0 +1,107 @@
+"""Transfer learning from cached features, end to end on a miniature Stanford Dogs tree.
+
+No ImageNet weights exist offline for ResNet50 (and tests must not need ../shared), so these runs
+use random weights (saved once, loaded by path): they check the code path, not the accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from edge_app.model_file import parse_model_info  # noqa: E402
+from train import backbones  # noqa: E402
+from train.dataset import read_official  # noqa: E402
+from train.features import cache_dir, cache_features, feature_extractor, load_features  # noqa: E402
+from train.pipeline import image_dataset  # noqa: E402
+from train.preprocess import Preprocessing  # noqa: E402
+from train.transfer import TransferConfig  # noqa: E402
+from train.transfer_run import run_transfer  # noqa: E402
+
+SIZE = 32
+
+
+@pytest.fixture
+def offline_class_index(monkeypatch):
+    """ImageNet's class index without a download: the mini tree's breeds at dog-class indices."""
+    from tests.fakes import BREED_FOLDERS
+
+    index = {151 + i: (folder.split("-")[0], folder.split("-", 1)[1]) for i, folder in enumerate(BREED_FOLDERS)}
+    monkeypatch.setattr(backbones, "imagenet_class_index", lambda: index)
+
+
+@pytest.fixture(scope="module")
+def random_weights(tmp_path_factory):
+    """One set of random backbone weights per backbone, saved once so that every build shares it."""
+    folder = tmp_path_factory.mktemp("weights")
+
+    def weights_of(backbone: str) -> str:
+        path = folder / f"{backbone}.weights.h5"
+        if not path.exists():
+            keras.utils.set_random_seed(0)
+            backbones.build_backbone(backbone, SIZE, weights=None, include_top=True).save_weights(path)
+        return str(path)
+
+    return weights_of
+
+
+def cache_everything(root, cache, backbone, weights):
+    extractor = feature_extractor(backbone, SIZE, weights=weights)
+    preprocessing = Preprocessing(size=SIZE)
+    for split, views in (("train", ("plain", "flip")), ("test", ("plain",))):
+        dataset = read_official(root, split)
+        for view in views:
+            cache_features(dataset, cache_dir(cache, backbone, preprocessing, split, view), extractor,
+                           preprocessing, view=view, log=lambda line: None)
+
+
+def test_cached_features_are_complete_aligned_with_the_split_and_not_recomputed(
+        mini_stanford, tmp_path, random_weights):
+    cache = tmp_path / "cache"
+    cache_everything(mini_stanford, cache, "mobilenet_v2", random_weights("mobilenet_v2"))
+    directory = cache_dir(cache, "mobilenet_v2", Preprocessing(size=SIZE), "train", "plain")
+    features = load_features(directory)
+    assert features["pooled"].shape == (18, 1280) and features["split"].shape[0] == 18
+    assert features["labels"].tolist() == [s.label for s in read_official(mini_stanford, "train").samples]
+    flipped = load_features(cache_dir(cache, "mobilenet_v2", Preprocessing(size=SIZE), "train", "flip"))
+    assert not np.allclose(flipped["split"], features["split"])  # random weights: pooled may be all zero
+    chunk = next(directory.glob("chunk_*.npz"))
+    written = chunk.stat().st_mtime_ns
+    cache_everything(mini_stanford, cache, "mobilenet_v2", random_weights("mobilenet_v2"))  # a second run finds every chunk done
+    assert chunk.stat().st_mtime_ns == written
+
+
+@pytest.mark.parametrize("backbone", ["mobilenet_v2", "resnet50"])
+def test_a_transfer_run_fine_tunes_and_saves_a_one_pass_model_that_matches_its_evaluation(
+        backbone, mini_stanford, tmp_path, offline_class_index, random_weights):
+    cache, run_dir = tmp_path / "cache", tmp_path / "run"
+    cache_everything(mini_stanford, cache, backbone, random_weights(backbone))
+    config = TransferConfig(backbone=backbone, size=SIZE, weights=random_weights(backbone), head_epochs=2, fine_tune_epochs=1,
+                            batch_size=8, validation_fraction=0.34)
+    metrics = run_transfer(mini_stanford, cache, run_dir, config, ("plain", "flip"), log=lambda line: None)
+
+    for name in ("model.keras", "model_info.json", "metrics.json", "config.json", "history.json",
+                 "confusion.png", "learning_curves.png", "most_confused.md"):
+        assert (run_dir / name).is_file(), name
+    assert 0.0 <= metrics["top1"] <= metrics["top5"] <= 1.0
+    assert metrics["test_images"] == 12 and metrics["train_images"] + metrics["validation_images"] == 18
+    assert len(metrics["per_breed"]) == 3
+    info = parse_model_info((run_dir / "model_info.json").read_text())
+    assert info.labels == ("Chihuahua", "Japanese spaniel", "Maltese dog")
+    assert info.input_size == (SIZE, SIZE) and info.dog_output == "dog"
+
+    # The saved model does in one pass what the run evaluated from cached features.
+    model = keras.saving.load_model(run_dir / "model.keras")
+    test = read_official(mini_stanford, "test")
+    images = np.concatenate([x.numpy() for x, _ in image_dataset(test, Preprocessing(size=SIZE))])
+    breeds, dog = model.predict(images, verbose=0)
+    assert breeds.shape == (12, 3) and dog.shape == (12, 1)
+    np.testing.assert_allclose(breeds.sum(axis=1), 1.0, atol=1e-4)
+    assert np.all((dog >= 0) & (dog <= 1 + 1e-5))
+    accuracy = float(np.mean(breeds.argmax(axis=1) == [s.label for s in test.samples]))
+    assert accuracy == pytest.approx(metrics["top1"], abs=1 / 12 + 1e-6)  # float16 cache: one tie may flip
+    assert json.loads((run_dir / "config.json").read_text())["backbone"] == backbone
