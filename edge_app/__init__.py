@@ -11,6 +11,7 @@ them, `tagging` ties these together and `cli` is the `dogtag tag` / `dogtag pred
 from edge_app.classifier import Classifier, Prediction, default_model_path
 from edge_app.images import PhotoError, load_photo, prepare_image
 from edge_app.model_file import ModelFileError, ModelInfo, read_model_info
+from edge_app.tagging import Summary, TaggingError, tag_folders
 
 __all__ = [
     "Classifier",
@@ -18,8 +19,11 @@ __all__ = [
     "ModelInfo",
     "PhotoError",
     "Prediction",
+    "Summary",
+    "TaggingError",
     "default_model_path",
     "load_photo",
     "prepare_image",
     "read_model_info",
+    "tag_folders",
 ]

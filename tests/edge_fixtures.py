@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from tests.fakes import make_photo
 from tests.model_fixtures import TINY_LABELS, tinted_photo
 
 # name -> (breed index or None for "not a dog", save options); one photo per common format.
@@ -60,3 +63,43 @@ def fingerprints(folder: Path) -> dict[str, tuple[str, int]]:
 def mean_colour(pixels: np.ndarray) -> np.ndarray:
     """The average RGB of an (H, W, 3) array."""
     return pixels.reshape(-1, 3).mean(axis=0)
+
+
+def png_claiming_size(width: int, height: int) -> bytes:
+    """A tiny PNG file whose header claims a huge size: a decompression bomb in a few bytes."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def truncated_jpeg(path: Path) -> None:
+    """A JPEG cut short, as a copy interrupted by pulling out the USB stick leaves it."""
+    make_photo(path, (64, 64), seed=5, quality=95)
+    path.write_bytes(path.read_bytes()[:600])
+
+
+# file name -> (how to make it, what its error message says); each is a way a file can fail to be a photo.
+BAD_FILES = {
+    "truncated.jpg": (truncated_jpeg, r"damaged or truncated image"),
+    "empty.jpg": (lambda p: p.write_bytes(b""), r"empty file \(0 bytes\)"),
+    "notes.jpg": (lambda p: p.write_text("adoption notes for Rex\n"), r"not an image: this is a text file"),
+    "garbage.png": (lambda p: p.write_bytes(bytes(range(256)) * 4), r"not an image, or a damaged one"),
+    "bomb.png": (lambda p: p.write_bytes(png_claiming_size(30_000, 30_000)), r"decompression bomb"),
+    "big-bomb.png": (lambda p: p.write_bytes(png_claiming_size(10_000, 10_000)), r"decompression bomb"),
+    "broken-link.jpg": (lambda p: p.symlink_to(p.parent / "deleted.jpg"), r"broken symbolic link: it points to"),
+    "loop.jpg": (lambda p: (p.symlink_to(p.parent / "loop2.jpg"), (p.parent / "loop2.jpg").symlink_to(p)),
+                 r"symbolic link loop"),
+}
+
+
+def make_bad_files(folder: Path) -> dict[str, str]:
+    """Write every BAD_FILES case into `folder`; returns file name -> expected error message (regex)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    expected = {}
+    for name, (make, message) in BAD_FILES.items():
+        make(folder / name)
+        expected[name] = message
+    expected["loop2.jpg"] = BAD_FILES["loop.jpg"][1]  # the other half of the loop
+    return expected

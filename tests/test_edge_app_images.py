@@ -4,11 +4,8 @@ are refused with a reason a volunteer can act on. No model and no TensorFlow nee
 from __future__ import annotations
 
 import os
-import struct
 import subprocess
 import sys
-import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +13,7 @@ from PIL import Image
 
 from edge_app.images import PhotoError, load_photo, pillow_pixel_limit, prepare_image
 from edge_app.walk import find_photos, printable_path
-from tests.edge_fixtures import mean_colour
+from tests.edge_fixtures import BAD_FILES, mean_colour
 from tests.fakes import make_photo
 
 RED, BLUE = (220, 30, 30), (30, 30, 220)
@@ -153,33 +150,6 @@ def test_in_memory_arrays_and_pil_images_are_prepared_like_files(tmp_path):
     image.save(tmp_path / "a.png")
 
     assert np.array_equal(prepare_image(image, (16, 16)), load_photo(tmp_path / "a.png", (16, 16)))
-
-
-def png_claiming_size(width: int, height: int) -> bytes:
-    """A tiny PNG file whose header claims a huge size: a decompression bomb in a few bytes."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
-
-
-def truncated_jpeg(path: Path) -> None:
-    make_photo(path, (64, 64), seed=5, quality=95)
-    path.write_bytes(path.read_bytes()[:600])
-
-
-BAD_FILES = {
-    "truncated.jpg": (truncated_jpeg, r"damaged or truncated image"),
-    "empty.jpg": (lambda p: p.write_bytes(b""), r"empty file \(0 bytes\)"),
-    "notes.jpg": (lambda p: p.write_text("adoption notes for Rex\n"), r"not an image: this is a text file"),
-    "garbage.png": (lambda p: p.write_bytes(bytes(range(256)) * 4), r"not an image, or a damaged one"),
-    "bomb.png": (lambda p: p.write_bytes(png_claiming_size(30_000, 30_000)), r"decompression bomb"),
-    "big-bomb.png": (lambda p: p.write_bytes(png_claiming_size(10_000, 10_000)), r"decompression bomb"),
-    "broken-link.jpg": (lambda p: p.symlink_to(p.parent / "deleted.jpg"), r"broken symbolic link: it points to"),
-    "loop.jpg": (lambda p: (p.symlink_to(p.parent / "loop2.jpg"), (p.parent / "loop2.jpg").symlink_to(p)),
-                 r"symbolic link loop"),
-}
 
 
 @pytest.mark.parametrize("name", BAD_FILES)

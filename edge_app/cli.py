@@ -1,0 +1,204 @@
+"""`dogtag tag` and `dogtag predict`: thin commands over `tagging.tag_folders` and `Classifier`.
+
+Exit codes (also in `dogtag tag --help`):
+  0    every photo was processed
+  1    the run finished, but some photos could not be read (error rows, listed in the summary)
+  2    bad command line
+  3    nothing was tagged: no usable model, a missing folder, or an unusable results file
+  130  interrupted (Ctrl-C); run the same command again to resume
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from edge_app.classifier import Classifier
+from edge_app.images import DEFAULT_MAX_PIXELS, PhotoError, load_photo, pillow_pixel_limit
+from edge_app.model_file import ModelFileError
+from edge_app.results import FORMATS
+from edge_app.tagging import DEFAULT_BATCH_SIZE, Summary, TaggingError, tag_folders
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_CANNOT_RUN, EXIT_INTERRUPTED = 0, 1, 3, 130
+EXIT_CODES_HELP = (
+    "\b\nExit codes:\n"
+    "  0    every photo was processed\n"
+    "  1    finished, but some photos could not be read (see the summary)\n"
+    "  2    bad command line\n"
+    "  3    nothing tagged: no usable model, missing folder, unusable results file\n"
+    "  130  interrupted; run the same command again to resume"
+)
+MAX_ERRORS_SHOWN = 20
+
+
+class CannotRun(click.ClickException):
+    """A problem that stops a command before it does anything (exit code 3)."""
+
+    exit_code = EXIT_CANNOT_RUN
+
+
+def _classifier(model, top_k: int, min_confidence, min_dog, threads) -> Classifier:
+    try:
+        return Classifier(model, top_k=top_k, min_confidence=min_confidence, min_dog=min_dog, num_threads=threads)
+    except ModelFileError as error:
+        raise CannotRun(str(error)) from error
+
+
+model_option = click.option(
+    "--model", type=click.Path(dir_okay=False), default=None,
+    help="A .tflite or .onnx model made by `dogtag export` (default: the bundled model).",
+)
+top_k_option = click.option("--top-k", type=click.IntRange(1), default=3, show_default=True,
+                            help="How many breeds to list per photo.")
+threads_option = click.option("--threads", type=click.IntRange(1), default=None,
+                              help="Threads for the model (default: all cores).")
+max_pixels_option = click.option(
+    "--max-pixels", type=click.IntRange(1), default=DEFAULT_MAX_PIXELS, show_default=True,
+    help="Refuse photos larger than this (decompression bombs).",
+)
+
+
+@click.command(epilog=EXIT_CODES_HELP)
+@click.argument("folders", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@model_option
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Results file (default: dogtag-results.csv inside each folder).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+              help="csv or jsonl (default: from the --out name, else csv).")
+@top_k_option
+@click.option("--min-confidence", type=click.FloatRange(0, 1), default=None,
+              help="Below this breed probability a photo is `unsure` (default: the model's).")
+@click.option("--min-dog", type=click.FloatRange(0, 1), default=None,
+              help="Below this dog probability a photo is `not_a_dog` (default: the model's).")
+@click.option("--xmp", is_flag=True, help="Add the breed to an XMP sidecar (photo.xmp) of every `dog` photo, keeping its other tags.")
+@click.option("--sort-into", type=click.Path(file_okay=False), default=None,
+              help="Copy photos into per-breed folders here, and _unsure/, _not_a_dog/ (never moves).")
+@click.option("--recursive/--no-recursive", default=True, show_default=True, help="Look into sub-folders.")
+@click.option("--restart", is_flag=True, help="Ignore earlier results and tag everything again (e.g. after changing thresholds).")
+@click.option("--batch-size", type=click.IntRange(1), default=DEFAULT_BATCH_SIZE, show_default=True,
+              help="Photos per model call.")
+@click.option("--workers", type=click.IntRange(1), default=None, help="Threads decoding photos (default: up to 4).")
+@threads_option
+@max_pixels_option
+def tag(folders, model, out, fmt, top_k, min_confidence, min_dog, xmp, sort_into, recursive, restart,
+        batch_size, workers, threads, max_pixels) -> None:
+    """Tag every photo in FOLDERS with the breed of the dog.
+
+    Writes one row per photo (path, status dog/unsure/not_a_dog/error, breed, confidence, top-k,
+    dog probability, error). Run the same command again after an interruption: finished photos are
+    skipped. Photos are never modified. Hidden files and folders (names starting with '.') are skipped.
+    """
+    classifier = _classifier(model, top_k, min_confidence, min_dog, threads)
+    bar = ProgressBar()
+    try:
+        with pillow_pixel_limit(max_pixels):
+            summary = tag_folders(
+                folders, classifier, out=out, fmt=fmt, recursive=recursive, xmp=xmp, sort_into=sort_into,
+                restart=restart, max_pixels=max_pixels, batch_size=batch_size, workers=workers,
+                progress=bar.update,
+            )
+    except TaggingError as error:
+        bar.close()
+        raise CannotRun(str(error)) from error
+    except KeyboardInterrupt:
+        bar.close()
+        click.echo("Interrupted. Finished photos are saved; run the same command again to resume.", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    bar.close()
+    click.echo(format_summary(summary))
+    sys.exit(EXIT_SOME_FAILED if summary.failed else EXIT_OK)
+
+
+@click.command(epilog="\b\nExit codes: 0 all photos read; 1 some could not be read; 3 no usable model.")
+@click.argument("photos", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@model_option
+@top_k_option
+@threads_option
+@max_pixels_option
+def predict(photos, model, top_k, threads, max_pixels) -> None:
+    """Print the most probable breeds of a few PHOTOS."""
+    classifier = _classifier(model, top_k, None, None, threads)
+    size, resize = classifier.info.input_size, classifier.info.resize
+    failed = 0
+    with pillow_pixel_limit(max_pixels):
+        for photo in photos:
+            try:
+                pixels = load_photo(photo, size, resize, max_pixels=max_pixels)
+            except PhotoError as error:
+                click.echo(f"{click.format_filename(photo)}: {error}", err=True)
+                failed += 1
+                continue
+            prediction = classifier.predict_pixels(pixels[None])[0]
+            dog = "" if prediction.dog_probability is None else f", dog probability {prediction.dog_probability:.0%}"
+            click.echo(f"{click.format_filename(photo)}: {prediction.status.replace('_', ' ')}{dog}")
+            width = max(len(breed) for breed, _ in prediction.top_k)
+            for rank, (breed, probability) in enumerate(prediction.top_k, 1):
+                click.echo(f"  {rank}. {breed:<{width}}  {probability:6.1%}")
+    sys.exit(EXIT_SOME_FAILED if failed else EXIT_OK)
+
+
+def format_summary(summary: Summary) -> str:
+    """The end-of-run report: counts per breed, unsure, not a dog, errors, time."""
+    rate = summary.tagged / summary.seconds if summary.seconds > 0 else 0.0
+    lines = [
+        f"Tagged {summary.tagged} photo{'' if summary.tagged == 1 else 's'} in {_duration(summary.seconds)} ({rate:.1f} photos/s)"
+        + (f"; {summary.resumed} were already done" if summary.resumed else "") + "."
+    ]
+    counts = [(breed, n) for breed, n in sorted(summary.breeds.items(), key=lambda item: (-item[1], item[0]))]
+    counts += [("unsure", summary.statuses["unsure"]), ("not a dog", summary.statuses["not_a_dog"]),
+               ("errors", summary.statuses["error"]), ("total", summary.photos)]
+    width = max(len(name) for name, _ in counts)
+    lines += [f"  {name:<{width}}  {n:>6}" for name, n in counts]
+    if summary.errors:
+        lines.append("Could not read:")
+        lines += [f"  {click.format_filename(path)}: {message}" for path, message in summary.errors[:MAX_ERRORS_SHOWN]]
+        if len(summary.errors) > MAX_ERRORS_SHOWN:
+            lines.append(f"  ... and {len(summary.errors) - MAX_ERRORS_SHOWN} more (rows with status 'error')")
+    lines += [f"Results: {click.format_filename(str(path))}" for path in summary.results]
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class ProgressBar:
+    """`[#####-----] 120/500  24%  15.3 photos/s  ETA 0:00:25` on stderr; plain lines when not a terminal."""
+
+    def __init__(self, stream=None, width: int = 30, interval: float | None = None):
+        self.stream = stream or sys.stderr
+        self.terminal = self.stream.isatty()
+        self.width = width
+        self.interval = interval if interval is not None else (0.2 if self.terminal else 30.0)
+        self.started = time.monotonic()
+        self.last_drawn = 0.0
+        self.drawn = False
+
+    def update(self, done: int, total: int) -> None:
+        """Record progress; redrawn at most every `interval` seconds, and at the end."""
+        now = time.monotonic()
+        if done == 0:
+            self.started = now  # the rate counts photos, not the walk before them
+        if done < total and now - self.last_drawn < self.interval:
+            return
+        self.last_drawn = now
+        elapsed = max(now - self.started, 1e-9)
+        rate = done / elapsed
+        eta = _duration((total - done) / rate) if rate > 0 else "?"
+        filled = self.width * done // total if total else self.width
+        line = (f"[{'#' * filled}{'-' * (self.width - filled)}] {done}/{total} "
+                f"{100 * done // total if total else 100:3d}%  {rate:.1f} photos/s  ETA {eta}")
+        self.stream.write(f"\r{line}" if self.terminal else f"{line}\n")
+        self.stream.flush()
+        self.drawn = True
+
+    def close(self) -> None:
+        """End the bar's line."""
+        if self.drawn and self.terminal:
+            self.stream.write("\n")
+            self.stream.flush()

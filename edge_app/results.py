@@ -1,0 +1,281 @@
+"""The results file: one row per photo, CSV or JSON Lines, written so that no crash can damage it.
+
+Crash safety, by design:
+- Rows are appended with one `write` call each (a killed process leaves whole rows; the kernel
+  finishes a write it has started) and the file is fsynced after every batch.
+- Every row is exactly one line (paths and messages are escaped into one line), so a power cut
+  can at worst leave an incomplete or garbled last line: `read_results` drops any line that does
+  not parse, and the caller rewrites the file without it before appending again.
+- Rewrites go to a temporary file that replaces the results file in one rename (`write_results`),
+  so a crash during a rewrite leaves the old file whole.
+
+Columns: path (relative to the tagged folder), status (dog, unsure, not_a_dog, error), breed,
+confidence, top_k ("Beagle=0.9120; Basset=0.0510"; a list in JSON Lines), dog_probability, error,
+and what resuming compares: size, mtime (nanosecond timestamp) and model_version.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+RESULTS_STEM = "dogtag-results"
+FORMATS = ("csv", "jsonl")
+FIELDS = (
+    "path", "status", "breed", "confidence", "top_k", "dog_probability", "error", "size", "mtime", "model_version",
+)
+# A byte-order mark lets Excel open the CSV as UTF-8 (file names with accents stay readable).
+_BOM = "\ufeff"
+
+
+class ResultsFileError(Exception):
+    """A results file that cannot be used (not ours, or not writable)."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One photo's line in the results file."""
+
+    path: str
+    status: str
+    breed: str = ""
+    confidence: float | None = None
+    top_k: tuple[tuple[str, float], ...] = ()
+    dog_probability: float | None = None
+    error: str = ""
+    size: int | None = None
+    mtime: str = ""
+    model_version: str = ""
+    line: str = field(default="", compare=False, repr=False)  # the text read back, kept verbatim on rewrite
+
+
+def default_results_path(folder: str | os.PathLike, fmt: str = "csv") -> Path:
+    """Where `dogtag tag FOLDER` writes its results unless told otherwise: inside the folder."""
+    return Path(folder) / f"{RESULTS_STEM}.{fmt}"
+
+
+def format_for(path: str | os.PathLike, fmt: str | None = None) -> str:
+    """The format asked for, else the one the file name suggests (.jsonl / .json), else CSV."""
+    if fmt is not None:
+        if fmt not in FORMATS:
+            raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+        return fmt
+    return "jsonl" if Path(path).suffix.lower() in (".jsonl", ".json", ".ndjson") else "csv"
+
+
+def one_line(text: str) -> str:
+    """Text fit for a single results line (messages can quote file content or errors with newlines)."""
+    return " ".join(str(text).split()) if any(c in str(text) for c in "\r\n\t\v\f") else str(text)
+
+
+def header(fmt: str) -> str:
+    """The first line of a new results file ('' for JSON Lines, which has no header)."""
+    return _BOM + ",".join(FIELDS) + "\n" if fmt == "csv" else ""
+
+
+def format_row(row: Row, fmt: str) -> str:
+    """One row as one line of text, newline included."""
+    if fmt == "jsonl":
+        document = {
+            "path": row.path,
+            "status": row.status,
+            "breed": row.breed or None,
+            "confidence": _round(row.confidence),
+            "top_k": [{"breed": breed, "probability": _round(p)} for breed, p in row.top_k],
+            "dog_probability": _round(row.dog_probability),
+            "error": one_line(row.error) or None,
+            "size": row.size,
+            "mtime": row.mtime or None,
+            "model_version": row.model_version,
+        }
+        return json.dumps(document, ensure_ascii=False) + "\n"
+    values = [
+        row.path,
+        row.status,
+        one_line(row.breed),
+        _number(row.confidence),
+        "; ".join(f"{one_line(breed)}={p:.4f}" for breed, p in row.top_k),
+        _number(row.dog_probability),
+        one_line(row.error),
+        "" if row.size is None else str(row.size),
+        row.mtime,
+        one_line(row.model_version),
+    ]
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(values)
+    return buffer.getvalue()
+
+
+def parse_row(line: str, fmt: str) -> Row | None:
+    """A row from one line of a results file; None when the line is not a whole, valid row."""
+    try:
+        if fmt == "jsonl":
+            document = json.loads(line)
+            values = {name: document[name] for name in FIELDS}
+            top_k = tuple((item["breed"], float(item["probability"])) for item in values["top_k"])
+        else:
+            (cells,) = list(csv.reader([line]))
+            if len(cells) != len(FIELDS):
+                return None
+            values = dict(zip(FIELDS, cells, strict=True))
+            top_k = tuple(_split_top_k(values["top_k"]))
+        return Row(
+            path=str(values["path"]),
+            status=str(values["status"]),
+            breed=values["breed"] or "",
+            confidence=_float(values["confidence"]),
+            top_k=top_k,
+            dog_probability=_float(values["dog_probability"]),
+            error=values["error"] or "",
+            size=None if values["size"] in (None, "") else int(values["size"]),
+            mtime=values["mtime"] or "",
+            model_version=str(values["model_version"]),
+            line=line if line.endswith("\n") else line + "\n",
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def read_results(path: str | os.PathLike, fmt: str) -> tuple[list[Row], bool]:
+    """The rows of an existing results file, and whether the file was whole (every line a valid row).
+
+    Raises ResultsFileError when the file is not a Dogtag results file at all, so that a file the
+    user cares about is never rewritten.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return [], True
+    except OSError as error:
+        raise ResultsFileError(f"{path}: cannot read the results file ({error.strerror or error})") from error
+    *lines, tail = data.split(b"\n")  # `tail` is what follows the last newline: empty unless torn
+    whole = not tail
+    if fmt == "csv":
+        if not lines:
+            return [], whole  # empty, or killed while writing the header
+        if lines[0].decode("utf-8", "replace").lstrip(_BOM) != ",".join(FIELDS):
+            raise ResultsFileError(
+                f"{path}: this file exists but is not a Dogtag results file of this version "
+                "(its first line is not the expected header); choose another --out, or move it away"
+            )
+        lines = lines[1:]
+    rows = []
+    for raw in lines:
+        row = None if b"\0" in raw else _decode_row(raw, fmt)
+        if row is None:
+            whole = False
+        else:
+            rows.append(row)
+    if fmt == "jsonl" and lines and not rows:
+        raise ResultsFileError(
+            f"{path}: this file exists but holds no Dogtag results; choose another --out, or move it away"
+        )
+    return rows, whole
+
+
+def _decode_row(raw: bytes, fmt: str) -> Row | None:
+    try:
+        return parse_row(raw.decode("utf-8"), fmt)
+    except UnicodeDecodeError:
+        return None
+
+
+def write_results(path: str | os.PathLike, fmt: str, rows: list[Row]) -> None:
+    """Replace the results file with exactly these rows, atomically (temporary file, then rename)."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.tmp")
+    text = header(fmt) + "".join(row.line or format_row(row, fmt) for row in rows)
+    try:
+        with open(temporary, "wb") as file:
+            file.write(text.encode("utf-8"))
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except OSError as error:
+        raise ResultsFileError(f"{path}: cannot write the results file ({error.strerror or error})") from error
+    _sync_folder(path.parent)
+
+
+class ResultsWriter:
+    """Appends rows to a results file: one write per row, fsync on `sync()` and on close."""
+
+    def __init__(self, path: str | os.PathLike, fmt: str):
+        self.path = Path(path)
+        self.fmt = fmt
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise ResultsFileError(
+                f"{self.path}: cannot write the results file ({error.strerror or error}); "
+                "choose a writable place with --out"
+            ) from error
+        if os.fstat(self._fd).st_size == 0 and header(fmt):
+            self._write(header(fmt))
+            self.sync()
+            _sync_folder(self.path.parent)
+
+    def write(self, row: Row) -> None:
+        """Append one row (visible to readers, and safe from a killed process, at once)."""
+        self._write(format_row(row, self.fmt))
+
+    def sync(self) -> None:
+        """Make what was written survive a power cut."""
+        os.fsync(self._fd)
+
+    def close(self) -> None:
+        """Sync and close."""
+        if self._fd >= 0:
+            self.sync()
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> ResultsWriter:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def _write(self, text: str) -> None:
+        data = text.encode("utf-8")
+        while data:
+            data = data[os.write(self._fd, data) :]
+
+
+def _sync_folder(folder: Path) -> None:
+    """Persist a new or renamed directory entry (without it a power cut can lose the whole file)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+def _float(value) -> float | None:
+    return None if value in (None, "") else float(value)
+
+
+def _split_top_k(text: str) -> list[tuple[str, float]]:
+    pairs = []
+    for item in filter(None, text.split("; ")):
+        breed, _, probability = item.rpartition("=")
+        pairs.append((breed, float(probability)))
+    return pairs

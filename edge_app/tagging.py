@@ -1,0 +1,356 @@
+"""Tag folders of photos: walk, decode in parallel, classify in batches, write results; resumable.
+
+`tag_folders` is what `dogtag tag` runs. The steps for each results file:
+
+1. Walk the folders for photos (see `walk.py`) and stat each one.
+2. Read the results file left by an earlier run. A photo is done when its row is not an error and
+   its size, modification time and model version are unchanged; other rows of this walk (errors,
+   changed files, a torn last line) are dropped in one atomic rewrite and their photos tagged again.
+3. Decode and resize photos in a thread pool (Pillow releases the GIL while decoding) while the
+   main thread runs the model on batches and appends one row per photo, fsynced per batch.
+
+Photos are only ever opened for reading. Optional outputs, applied to done photos too (so adding
+--xmp to a finished run completes it): an XMP sidecar with the breed for `dog` rows, and copies
+into per-breed folders (`_unsure/`, `_not_a_dog/` for the others).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from edge_app.classifier import Classifier
+from edge_app.images import DEFAULT_MAX_PIXELS, PhotoError, load_photo
+from edge_app.results import (
+    ResultsWriter,
+    Row,
+    default_results_path,
+    format_for,
+    read_results,
+    write_results,
+)
+from edge_app.walk import find_photos, printable_path
+from edge_app.xmp import XmpError, add_breed_keyword
+
+DEFAULT_BATCH_SIZE = 16
+UNSURE_FOLDER, NOT_A_DOG_FOLDER = "_unsure", "_not_a_dog"
+
+
+class TaggingError(Exception):
+    """A problem that stops the whole run (a missing folder, an unusable results file)."""
+
+
+@dataclass
+class Summary:
+    """What a run found: counts over every photo in the tagged folders, done now or before."""
+
+    photos: int = 0
+    tagged: int = 0
+    resumed: int = 0
+    statuses: Counter = field(default_factory=Counter)
+    breeds: Counter = field(default_factory=Counter)
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    results: list[Path] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        """Photos that got an error row."""
+        return self.statuses["error"]
+
+    def add(self, row: Row, where: str) -> None:
+        """Count one row of the final results."""
+        self.photos += 1
+        self.statuses[row.status] += 1
+        if row.status == "dog":
+            self.breeds[row.breed] += 1
+        if row.status == "error":
+            self.errors.append((where, row.error))
+
+
+@dataclass(frozen=True)
+class _Photo:
+    path: str  # as found by the walk: what we open
+    key: str  # printable path relative to the results base: the row's `path`
+    size: int | None
+    mtime: str
+
+
+@dataclass
+class _Plan:
+    results: Path
+    fmt: str
+    base: str
+    photos: list[_Photo]
+    done: dict[str, Row]
+    todo: list[_Photo]
+    folder_errors: list[Row]
+
+
+def tag_folders(
+    folders: Iterable[str | os.PathLike],
+    classifier: Classifier,
+    *,
+    out: str | os.PathLike | None = None,
+    fmt: str | None = None,
+    recursive: bool = True,
+    xmp: bool = False,
+    sort_into: str | os.PathLike | None = None,
+    restart: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Summary:
+    """Tag every photo under `folders`; returns the summary. See the module docstring for the steps.
+
+    Results go to `out`, or by default to `dogtag-results.<fmt>` inside each folder; `progress(done,
+    total)` is called as photos are finished. Raises TaggingError when the run cannot start.
+    """
+    started = time.monotonic()
+    folders = [os.fspath(folder) for folder in folders]
+    for folder in folders:
+        if not os.path.isdir(folder):
+            raise TaggingError(f"{folder}: no such folder")
+    extras = (xmp, sort_into)
+    plans = [
+        _plan(results, fmt_, base, group, classifier, recursive, sort_into, restart)
+        for results, fmt_, base, group in _results_files(folders, out, fmt)
+    ]
+    for plan in plans:
+        _finish_done_photos(plan, extras)
+    summary = Summary(results=[plan.results for plan in plans])
+    total = sum(len(plan.todo) for plan in plans)
+    finished = 0
+    if progress:
+        progress(0, total)
+    with ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) as pool:
+        for plan in plans:
+            rows: dict[str, Row] = dict(plan.done)
+            with ResultsWriter(plan.results, plan.fmt) as writer:
+                for row in plan.folder_errors:
+                    writer.write(row)
+                    rows[row.path] = row
+                loading = _load_all(pool, plan.todo, classifier, max_pixels, window=2 * batch_size + 8)
+                with closing(loading):  # on Ctrl-C, photos queued for decoding are dropped at once
+                    for batch in _batches(loading, batch_size):
+                        for photo, row in _classify(batch, classifier):
+                            row = _apply_extras(photo, row, extras)
+                            writer.write(row)
+                            rows[photo.key] = row
+                        writer.sync()
+                        finished += len(batch)
+                        if progress:
+                            progress(finished, total)
+            summary.tagged += len(plan.todo)
+            summary.resumed += len(plan.done)
+            for photo in plan.photos:
+                summary.add(rows[photo.key], os.path.join(plan.base, photo.key))
+            for row in plan.folder_errors:
+                summary.add(row, os.path.join(plan.base, row.path))
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def _results_files(
+    folders: list[str], out: str | os.PathLike | None, fmt: str | None
+) -> list[tuple[Path, str, str, list[str]]]:
+    """(results file, format, base folder for relative paths, folders) for each results file to write."""
+    if out is None:
+        fmt = format_for("", fmt)
+        return [(default_results_path(folder, fmt), fmt, folder, [folder]) for folder in folders]
+    base = folders[0] if len(folders) == 1 else os.path.commonpath([os.path.abspath(f) for f in folders])
+    return [(Path(out), format_for(out, fmt), base, folders)]
+
+
+def _plan(
+    results: Path, fmt: str, base: str, folders: list[str], classifier: Classifier,
+    recursive: bool, sort_into: str | os.PathLike | None, restart: bool,
+) -> _Plan:
+    """Walk the folders and split their photos into done (by an earlier run) and to do."""
+    folder_errors: list[Row] = []
+    version = classifier.info.model_version
+
+    def folder_error(path: str, error: OSError) -> None:
+        key = printable_path(os.path.relpath(path, base))
+        message = f"cannot list this folder ({error.strerror or error}); its photos were not tagged"
+        folder_errors.append(Row(path=key, status="error", error=message, model_version=version))
+
+    results_file = os.path.abspath(results)
+    photos = []
+    for folder in folders:
+        skip = (sort_into,) if sort_into is not None else ()
+        for path in find_photos(folder, recursive=recursive, skip_folders=skip, on_error=folder_error):
+            if os.path.abspath(path) != results_file:
+                photos.append(_stat(path, printable_path(os.path.relpath(path, base))))
+    try:
+        existing, whole = ([], True) if restart else read_results(results, fmt)
+    except Exception as error:
+        raise TaggingError(str(error)) from error
+    by_key = {photo.key: photo for photo in photos}
+    kept = {}
+    for row in existing:  # later rows win: a photo tagged twice keeps its last row
+        photo = by_key.get(row.path)
+        if row.status == "error" or (photo is not None and not _still_valid(row, photo, version)):
+            kept.pop(row.path, None)
+        else:
+            kept[row.path] = row
+    if restart or not whole or len(kept) != len(existing):
+        try:
+            write_results(results, fmt, list(kept.values()))
+        except Exception as error:
+            raise TaggingError(str(error)) from error
+    done = {key: row for key, row in kept.items() if key in by_key}
+    todo = [photo for photo in photos if photo.key not in done]
+    return _Plan(results, fmt, base, photos, done, todo, folder_errors)
+
+
+def _stat(path: str, key: str) -> _Photo:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return _Photo(path, key, None, "")
+    return _Photo(path, key, info.st_size, _mtime(info.st_mtime_ns))
+
+
+def _mtime(nanoseconds: int) -> str:
+    """An exact, readable modification time: seconds since 1970 with all nine decimals."""
+    return f"{nanoseconds // 1_000_000_000}.{nanoseconds % 1_000_000_000:09d}"
+
+
+def _still_valid(row: Row, photo: _Photo, model_version: str) -> bool:
+    return (row.size, row.mtime, row.model_version) == (photo.size, photo.mtime, model_version)
+
+
+def _load_all(
+    pool: ThreadPoolExecutor, photos: list[_Photo], classifier: Classifier, max_pixels: int, window: int
+) -> Iterator[tuple[_Photo, np.ndarray | None, str]]:
+    """Decode photos in the pool, in order, keeping at most `window` in flight (bounded memory)."""
+    size, resize = classifier.info.input_size, classifier.info.resize
+
+    def load(photo: _Photo) -> tuple[np.ndarray | None, str]:
+        try:
+            return load_photo(photo.path, size, resize, max_pixels=max_pixels), ""
+        except PhotoError as error:
+            return None, str(error)
+        except Exception as error:  # one odd photo must not stop a night's run
+            return None, f"unexpected error while reading ({type(error).__name__}: {error})"
+
+    pending: deque[tuple[_Photo, Future]] = deque()
+    try:
+        for photo in photos:
+            pending.append((photo, pool.submit(load, photo)))
+            if len(pending) >= window:
+                photo_, future = pending.popleft()
+                yield photo_, *future.result()
+        while pending:
+            photo_, future = pending.popleft()
+            yield photo_, *future.result()
+    finally:
+        for _, future in pending:
+            future.cancel()
+
+
+def _batches(items: Iterator, size: int) -> Iterator[list]:
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _classify(
+    batch: list[tuple[_Photo, np.ndarray | None, str]], classifier: Classifier
+) -> list[tuple[_Photo, Row]]:
+    """Rows for one batch, in order: predictions for decoded photos, error rows for the rest."""
+    version = classifier.info.model_version
+    decoded = [pixels for _, pixels, _ in batch if pixels is not None]
+    predictions = iter(classifier.predict_pixels(np.stack(decoded)) if decoded else [])
+    rows = []
+    for photo, pixels, problem in batch:
+        common = {"path": photo.key, "size": photo.size, "mtime": photo.mtime, "model_version": version}
+        if pixels is None:
+            rows.append((photo, Row(status="error", error=f"{problem}; skipped", **common)))
+            continue
+        prediction = next(predictions)
+        rows.append((photo, Row(
+            status=prediction.status,
+            breed=prediction.breed,
+            confidence=prediction.confidence,
+            top_k=prediction.top_k,
+            dog_probability=prediction.dog_probability,
+            **common,
+        )))
+    return rows
+
+
+def _finish_done_photos(plan: _Plan, extras: tuple[bool, str | os.PathLike | None]) -> None:
+    """Apply --xmp / --sort-into to photos done by an earlier run; a failure sends the photo back to do."""
+    if not any(extras):
+        return
+    for photo in plan.photos:
+        row = plan.done.get(photo.key)
+        if row is not None and _apply_extras(photo, row, extras).status == "error":
+            del plan.done[photo.key]
+            plan.todo.append(photo)
+
+
+def _apply_extras(photo: _Photo, row: Row, extras: tuple[bool, str | os.PathLike | None]) -> Row:
+    """Write the sidecar and the sorted copy a row asks for; the row becomes an error if either fails."""
+    xmp, sort_into = extras
+    try:
+        if xmp and row.status == "dog":
+            add_breed_keyword(photo.path, row.breed)
+        if sort_into is not None and row.status != "error":
+            copy_into(photo.path, Path(sort_into) / sorted_folder_name(row))
+    except (XmpError, OSError) as error:
+        message = f"{row.breed or row.status}, but {error}" if isinstance(error, XmpError) else (
+            f"{row.breed or row.status}, but copying into {sort_into} failed ({error})"
+        )
+        return replace(row, status="error", error=message, line="")
+    return row
+
+
+def sorted_folder_name(row: Row) -> str:
+    """The --sort-into sub-folder for a row: the breed (made safe as a folder name), or _unsure / _not_a_dog."""
+    if row.status == "unsure":
+        return UNSURE_FOLDER
+    if row.status == "not_a_dog":
+        return NOT_A_DOG_FOLDER
+    name = row.breed.replace(os.sep, "-").replace("/", "-").strip(". ")
+    return name or UNSURE_FOLDER
+
+
+def copy_into(photo: str | os.PathLike, folder: Path) -> Path:
+    """Copy a photo into `folder` (never move), keeping its name; `rex (2).jpg` if another rex.jpg is there.
+
+    A copy already made (same size and time, as copy2 keeps them) is reused, so reruns add no
+    duplicates; the copy appears under its name only when complete.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    name = os.path.basename(photo)
+    stem, suffix = os.path.splitext(name)
+    source = os.stat(photo)
+    for number in range(1, 10_000):
+        target = folder / (name if number == 1 else f"{stem} ({number}){suffix}")
+        if not target.exists():
+            partial = folder / f".{target.name}.partial"
+            shutil.copy2(photo, partial)
+            os.replace(partial, target)
+            return target
+        existing = target.stat()
+        if (existing.st_size, existing.st_mtime_ns) == (source.st_size, source.st_mtime_ns):
+            return target
+    raise OSError(f"too many photos named {name} in {folder}")

@@ -1,0 +1,125 @@
+"""XMP sidecars (`photo.xmp`, as Lightroom and digiKam read them) carrying the breed as a keyword.
+
+The breed goes into dc:subject (a flat keyword) and, as `Dogs|<Breed>`, into lr:hierarchicalSubject
+(a keyword tree). An existing sidecar is merged, never replaced: every tag and every other property
+it holds stays, with its namespace prefixes; a sidecar that is not valid XML is left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+NAMESPACES = {
+    "x": "adobe:ns:meta/",
+    "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
+    "dc": "http://purl.org/dc/elements/1.1/",
+    "lr": "http://ns.adobe.com/lightroom/1.0/",
+}
+KEYWORD_ROOT = "Dogs"
+_RDF = f"{{{NAMESPACES['rdf']}}}"
+_SUBJECT = f"{{{NAMESPACES['dc']}}}subject"
+_HIERARCHICAL = f"{{{NAMESPACES['lr']}}}hierarchicalSubject"
+_EMPTY_SIDECAR = (
+    '<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="Dogtag">'
+    '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+    '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/" '
+    'xmlns:lr="http://ns.adobe.com/lightroom/1.0/"/>'
+    "</rdf:RDF></x:xmpmeta>"
+)
+
+
+class XmpError(Exception):
+    """A sidecar that cannot be read or written."""
+
+
+def sidecar_path(photo: str | os.PathLike) -> Path:
+    """`kennel/rex.jpg` -> `kennel/rex.xmp` (the extension replaced, as Lightroom names sidecars)."""
+    return Path(os.path.splitext(os.fspath(photo))[0] + ".xmp")
+
+
+def add_breed_keyword(photo: str | os.PathLike, breed: str) -> Path:
+    """Write or update the photo's sidecar so it carries `breed` and `Dogs|<breed>`; returns its path.
+
+    Writing is atomic (temporary file, then rename) and skipped when the tags are already there.
+    """
+    path = sidecar_path(photo)
+    try:
+        text = path.read_text(encoding="utf-8") if path.exists() else _EMPTY_SIDECAR
+    except (OSError, UnicodeDecodeError) as error:
+        raise XmpError(f"{path.name}: cannot read the existing sidecar ({error}); left unchanged") from error
+    merged = merge_keywords(text, [breed], [f"{KEYWORD_ROOT}|{breed}"], source=path.name)
+    if merged is None:
+        return path
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        temporary.write_text(merged, encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError as error:
+        raise XmpError(f"{path.name}: cannot write the sidecar ({error.strerror or error})") from error
+    return path
+
+
+def merge_keywords(text: str, keywords: list[str], hierarchical: list[str], source: str = "sidecar") -> str | None:
+    """The XMP document `text` with the keywords added; None when it already has them all."""
+    try:
+        prefixes = [item for _, item in ElementTree.iterparse(io.StringIO(text), events=("start-ns",))]
+        root = ElementTree.fromstring(text)
+    except ElementTree.ParseError as error:
+        raise XmpError(f"{source}: the existing sidecar is not valid XML ({error}); left unchanged") from error
+    description = _description(root, source)
+    changed = _add_to_bag(description, _SUBJECT, keywords)
+    changed = _add_to_bag(description, _HIERARCHICAL, hierarchical) or changed
+    if not changed:
+        return None
+    for prefix, uri in [*NAMESPACES.items(), *prefixes]:
+        with contextlib.suppress(ValueError):  # "ns0"-like prefixes are ElementTree's own; it picks one
+            ElementTree.register_namespace(prefix, uri)
+    return ElementTree.tostring(root, encoding="unicode") + "\n"
+
+
+def read_keywords(path: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """The dc:subject keywords and lr:hierarchicalSubject paths of a sidecar."""
+    root = ElementTree.parse(path).getroot()
+    subject, hierarchical = [], []
+    for description in root.iter(f"{_RDF}Description"):
+        subject += _bag_items(description.find(_SUBJECT))
+        hierarchical += _bag_items(description.find(_HIERARCHICAL))
+    return subject, hierarchical
+
+
+def _description(root: ElementTree.Element, source: str) -> ElementTree.Element:
+    """The rdf:Description that holds (or will hold) the keywords."""
+    descriptions = list(root.iter(f"{_RDF}Description"))
+    for description in descriptions:
+        if description.find(_SUBJECT) is not None or description.find(_HIERARCHICAL) is not None:
+            return description
+    if descriptions:
+        return descriptions[0]
+    rdf = root if root.tag == f"{_RDF}RDF" else root.find(f"{_RDF}RDF")
+    if rdf is None:
+        raise XmpError(f"{source}: the existing sidecar has no rdf:RDF element; left unchanged")
+    return ElementTree.SubElement(rdf, f"{_RDF}Description", {f"{_RDF}about": ""})
+
+
+def _add_to_bag(description: ElementTree.Element, tag: str, items: list[str]) -> bool:
+    prop = description.find(tag)
+    if prop is None:
+        prop = ElementTree.SubElement(description, tag)
+    bag = next(iter(prop), None)
+    if bag is None:
+        bag = ElementTree.SubElement(prop, f"{_RDF}Bag")
+    present = _bag_items(prop)
+    missing = [item for item in items if item not in present]
+    for item in missing:
+        ElementTree.SubElement(bag, f"{_RDF}li").text = item
+    return bool(missing)
+
+
+def _bag_items(prop: ElementTree.Element | None) -> list[str]:
+    if prop is None:
+        return []
+    return [(li.text or "").strip() for li in prop.iter(f"{_RDF}li")]
