@@ -4,7 +4,7 @@ Exit codes (also in `dogtag tag --help`):
   0    every photo was processed
   1    the run finished, but some photos could not be read (error rows, listed in the summary)
   2    bad command line
-  3    nothing was tagged: no usable model, a missing folder, or an unusable results file
+  3    stopped: no usable model, a missing folder, or a results file that cannot be read or written
   130  interrupted (Ctrl-C); run the same command again to resume
 """
 
@@ -27,7 +27,7 @@ EXIT_CODES_HELP = (
     "  0    every photo was processed\n"
     "  1    finished, but some photos could not be read (see the summary)\n"
     "  2    bad command line\n"
-    "  3    nothing tagged: no usable model, missing folder, unusable results file\n"
+    "  3    stopped: no usable model, missing folder, results file not readable or writable\n"
     "  130  interrupted; run the same command again to resume"
 )
 MAX_ERRORS_SHOWN = 20

@@ -79,7 +79,9 @@ def load_photo(
     except PhotoError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise PhotoError(f"refused as a possible decompression bomb ({error})") from error
+        raise PhotoError(
+            f"refused as a possible decompression bomb ({error}); raise --max-pixels if it is a real photo"
+        ) from error
     except UnidentifiedImageError as error:
         raise PhotoError(_why_not_an_image(path)) from error
     except OSError as error:

@@ -20,6 +20,8 @@ import csv
 import io
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -243,8 +245,37 @@ class ResultsWriter:
 
     def _write(self, text: str) -> None:
         data = text.encode("utf-8")
-        while data:
-            data = data[os.write(self._fd, data) :]
+        try:
+            while data:
+                data = data[os.write(self._fd, data) :]
+        except OSError as error:  # a full disk or a pulled USB stick; a torn row is repaired on resume
+            raise ResultsFileError(f"{self.path}: cannot write the results file ({error.strerror or error})") from error
+
+
+@contextmanager
+def exclusive_access(path: str | os.PathLike) -> Iterator[None]:
+    """Hold a lock on the results file's folder, so two runs never write the same results at once."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    folder = Path(path).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError as error:
+        raise ResultsFileError(f"{path}: cannot use this folder for results ({error.strerror or error})") from error
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as error:
+            raise ResultsFileError(
+                f"{path}: another `dogtag tag` is writing results here; wait for it to finish"
+            ) from error
+        yield
+    finally:
+        os.close(fd)
 
 
 def _sync_folder(folder: Path) -> None:

@@ -22,7 +22,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import closing
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -31,9 +31,11 @@ import numpy as np
 from edge_app.classifier import Classifier
 from edge_app.images import DEFAULT_MAX_PIXELS, PhotoError, load_photo
 from edge_app.results import (
+    ResultsFileError,
     ResultsWriter,
     Row,
     default_results_path,
+    exclusive_access,
     format_for,
     read_results,
     write_results,
@@ -114,18 +116,36 @@ def tag_folders(
     """Tag every photo under `folders`; returns the summary. See the module docstring for the steps.
 
     Results go to `out`, or by default to `dogtag-results.<fmt>` inside each folder; `progress(done,
-    total)` is called as photos are finished. Raises TaggingError when the run cannot start.
+    total)` is called as photos are finished. Raises TaggingError when the run cannot start or its
+    results cannot be written (rows written until then stay, and a rerun resumes).
     """
     started = time.monotonic()
-    folders = [os.fspath(folder) for folder in folders]
+    unique = {os.path.realpath(folder): os.fspath(folder) for folder in reversed(list(folders))}
+    folders = list(reversed(unique.values()))  # a folder given twice is tagged once
     for folder in folders:
         if not os.path.isdir(folder):
             raise TaggingError(f"{folder}: no such folder")
-    extras = (xmp, sort_into)
-    plans = [
-        _plan(results, fmt_, base, group, classifier, recursive, sort_into, restart)
-        for results, fmt_, base, group in _results_files(folders, out, fmt)
-    ]
+    try:
+        with ExitStack() as locks:
+            groups = _results_files(folders, out, fmt)
+            for results, *_ in groups:
+                locks.enter_context(exclusive_access(results))
+            plans = [
+                _plan(results, fmt_, base, group, classifier, recursive, sort_into, restart)
+                for results, fmt_, base, group in groups
+            ]
+            summary = _run(plans, classifier, (xmp, sort_into), max_pixels, batch_size, workers, progress)
+    except ResultsFileError as error:
+        raise TaggingError(str(error)) from error
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def _run(
+    plans: list[_Plan], classifier: Classifier, extras: tuple[bool, str | os.PathLike | None],
+    max_pixels: int, batch_size: int, workers: int | None, progress: Callable[[int, int], None] | None,
+) -> Summary:
+    """Tag what the plans left to do, appending rows; returns the counts over every planned photo."""
     for plan in plans:
         _finish_done_photos(plan, extras)
     summary = Summary(results=[plan.results for plan in plans])
@@ -157,7 +177,6 @@ def tag_folders(
                 summary.add(rows[photo.key], os.path.join(plan.base, photo.key))
             for row in plan.folder_errors:
                 summary.add(row, os.path.join(plan.base, row.path))
-    summary.seconds = time.monotonic() - started
     return summary
 
 
@@ -192,10 +211,7 @@ def _plan(
         for path in find_photos(folder, recursive=recursive, skip_folders=skip, on_error=folder_error):
             if os.path.abspath(path) != results_file:
                 photos.append(_stat(path, printable_path(os.path.relpath(path, base))))
-    try:
-        existing, whole = ([], True) if restart else read_results(results, fmt)
-    except Exception as error:
-        raise TaggingError(str(error)) from error
+    existing, whole = ([], True) if restart else read_results(results, fmt)
     by_key = {photo.key: photo for photo in photos}
     kept = {}
     for row in existing:  # later rows win: a photo tagged twice keeps its last row
@@ -205,10 +221,7 @@ def _plan(
         else:
             kept[row.path] = row
     if restart or not whole or len(kept) != len(existing):
-        try:
-            write_results(results, fmt, list(kept.values()))
-        except Exception as error:
-            raise TaggingError(str(error)) from error
+        write_results(results, fmt, list(kept.values()))
     done = {key: row for key, row in kept.items() if key in by_key}
     todo = [photo for photo in photos if photo.key not in done]
     return _Plan(results, fmt, base, photos, done, todo, folder_errors)

@@ -363,6 +363,20 @@ def test_a_results_file_that_is_not_ours_is_never_overwritten(tmp_path, model, p
     assert (tmp_path / "adoptions.csv").read_text() == "name,age\nRex,3\n"
 
 
+def test_two_runs_never_write_the_same_results_file_at_once(model, photos):
+    from edge_app.results import exclusive_access
+
+    folder, _ = photos
+
+    with exclusive_access(folder / RESULTS):  # a first run, still busy
+        second = tag(folder, "--model", model)
+
+    assert second.exit_code == 3 and "another `dogtag tag` is writing results here" in second.output
+    assert not (folder / RESULTS).exists()
+    assert tag(folder, folder, "--model", model).exit_code == 0, "a folder given twice is tagged once"
+    assert len(read_rows(folder / RESULTS)) == 7
+
+
 def test_the_progress_bar_shows_count_percentage_rate_and_eta():
     stream = io.StringIO()
     bar = ProgressBar(stream, interval=0)
