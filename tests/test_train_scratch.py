@@ -1,0 +1,123 @@
+"""The CNN designed from scratch: its export contract, a short real training run, resuming, the search."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+pytest.importorskip("keras_tuner")
+
+from edge_app.model_file import parse_model_info  # noqa: E402
+from tests.fakes import make_mini_stanford_dogs  # noqa: E402
+from train.preprocess import Augmentation  # noqa: E402
+from train.scratch import BLOCK_TYPES, ScratchParams, build_model, run_scratch, train_model  # noqa: E402
+from train.search import SearchSpace, read_trials, run_search  # noqa: E402
+
+# Small enough to train in seconds on a CPU, big enough to be the real code path.
+TINY = ScratchParams(size=32, filters=(8, 16), depth=1, dense_units=16, dropout=0.1, batch_size=16, epochs=8,
+                     warmup_epochs=1, learning_rate=3e-3, patience=10)
+
+
+@pytest.fixture(scope="module")
+def colour_breeds(tmp_path_factory):
+    """3 breeds told apart by colour: 30 training and 10 test photos each (chance is 33%)."""
+    root = tmp_path_factory.mktemp("data") / "stanford-dogs"
+    return make_mini_stanford_dogs(root, breeds=3, train_per_breed=30, test_per_breed=10, image_size=32)
+
+
+@pytest.fixture(scope="module")
+def trained_run(colour_breeds, tmp_path_factory):
+    """One short scratch training run on the colour-coded breeds: (run folder, metrics)."""
+    folder = tmp_path_factory.mktemp("runs")
+    metrics = run_scratch(colour_breeds, folder / "scratch", TINY, cache_root=folder / "cache", log=lambda _: None)
+    return folder / "scratch", metrics
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _all_layers(layer)
+
+
+@pytest.mark.parametrize("block", BLOCK_TYPES)
+def test_every_block_type_builds_a_model_taking_raw_pixels_with_a_breeds_softmax_and_no_lambda(block):
+    params = replace(TINY, block=block, depth=2)
+    model = build_model(params, classes=5)
+    assert model.input_shape == (None, 32, 32, 3) and model.inputs[0].dtype == "float32"
+    assert model.layers[-1].name == "breeds" and model.outputs[0] is model.get_layer("breeds").output
+    assert model.get_layer("breeds").activation.__name__ == "softmax"
+    assert model.layers[1].__class__.__name__ == "Rescaling"  # pixels [0, 255] are scaled inside the model
+    assert not [layer.name for layer in _all_layers(model) if isinstance(layer, keras.layers.Lambda)]
+    pixels = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    probabilities = np.asarray(model(pixels, training=False))
+    assert probabilities.shape == (4, 5)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_training_on_colour_coded_breeds_beats_chance_by_a_wide_margin(trained_run):
+    _, metrics = trained_run
+    assert metrics["top1"] >= 0.9  # chance is 0.33
+    assert metrics["test_images"] == 30 and metrics["epochs_done"] >= 1
+    assert metrics["approach"].startswith("scratch")
+    assert metrics["timings"]["training_seconds"] > 0 and metrics["timings"]["inference_ms_per_image"] > 0
+
+
+def test_the_run_folder_holds_the_record_and_a_model_that_export_can_read(trained_run):
+    folder, metrics = trained_run
+    for name in ("config.json", "metrics.json", "history.json", "learning_curves.png", "confusion.png",
+                 "most_confused.md", "model.keras", "model_info.json"):
+        assert (folder / name).is_file(), name
+    recorded = json.loads((folder / "metrics.json").read_text())
+    assert recorded["top1"] == metrics["top1"] and "top5" in recorded
+    info = parse_model_info((folder / "model_info.json").read_text())
+    assert info.labels == ("Chihuahua", "Japanese spaniel", "Maltese dog")
+    assert info.input_size == (32, 32) and info.resize == "squash"
+    assert info.breeds_output == "breeds" and info.dog_output is None
+    reloaded = keras.models.load_model(folder / "model.keras")  # no custom objects needed
+    pixels = np.full((1, 32, 32, 3), 255.0, dtype="float32")
+    pixels[..., 1:] = 40.0  # the red of the first breed
+    assert reloaded.get_layer("breeds") is not None
+    assert int(np.argmax(reloaded.predict(pixels, verbose=0))) == 0
+
+
+def test_a_training_stopped_by_its_time_limit_resumes_from_its_checkpoint(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = np.arange(48) % 3
+    images = (rng.uniform(0, 255, (48, 32, 32, 3)) * 0.3 + np.eye(3)[labels][:, None, None, :] * 170).astype("uint8")
+    params = replace(TINY, epochs=2)
+    _, state = train_model(params, images, labels, images[:6], labels[:6], 3, tmp_path, time_limit_s=0,
+                           log=lambda _: None)
+    assert state["epoch"] == 1 and state["stopped"] == "time limit"
+    assert (tmp_path / "last.keras").is_file() and (tmp_path / "best.weights.h5").is_file()
+    lines = []
+    _, state = train_model(params, images, labels, images[:6], labels[:6], 3, tmp_path, log=lines.append)
+    assert lines[0].startswith("resuming") and "after epoch 1" in lines[0]
+    assert state["epoch"] == 2 and state["stopped"] is None and len(state["history"]["loss"]) == 2
+
+
+def test_the_search_runs_its_trials_logs_each_one_and_saves_the_best_configuration(colour_breeds, tmp_path):
+    space = SearchSpace(sizes=(32,), blocks=("vgg", "separable"), base_filters=(8,), stages=(2,), depths=(1,),
+                        dense_units=(0, 16))
+    result = run_search(colour_breeds, tmp_path / "search", trials=2, search_epochs=2, final_epochs=0,
+                        space=space, base=replace(TINY, augmentation=Augmentation.off()),
+                        cache_root=tmp_path / "cache", log=lambda _: None)
+    trials = read_trials(tmp_path / "search" / "trials.jsonl")
+    assert len(trials) == 2 and len(result["trials"]) == 2 and result["best_run"] is None
+    assert all(t["epochs"] == 2 and 0.0 <= t["val_top1"] <= 1.0 for t in trials)
+    table = (tmp_path / "search" / "trials.md").read_text().splitlines()
+    assert len(table) == 2 + 2 and all(t["trial"] in "".join(table) for t in trials)
+    best = ScratchParams.from_dict(json.loads((tmp_path / "search" / "best_params.json").read_text()))
+    assert best.size == 32 and best.block in ("vgg", "separable") and best.filters == (8, 16)
+
+
+def test_unknown_or_invalid_hyperparameters_are_refused_with_their_names():
+    with pytest.raises(ValueError, match="blcok"):
+        ScratchParams.from_dict({"blcok": "vgg"})
+    with pytest.raises(ValueError, match="block must be one of"):
+        ScratchParams(block="inception")
+    assert ScratchParams.from_dict(TINY.to_dict()) == TINY
