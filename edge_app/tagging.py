@@ -205,14 +205,15 @@ def _plan(
         folder_errors.append(Row(path=key, status="error", error=message, model_version=version))
 
     results_file = os.path.abspath(results)
-    photos = []
+    by_key: dict[str, _Photo] = {}  # a photo inside two of the given folders is tagged once
     for folder in folders:
         skip = (sort_into,) if sort_into is not None else ()
         for path in find_photos(folder, recursive=recursive, skip_folders=skip, on_error=folder_error):
-            if os.path.abspath(path) != results_file:
-                photos.append(_stat(path, printable_path(os.path.relpath(path, base))))
+            key = printable_path(os.path.relpath(path, base))
+            if os.path.abspath(path) != results_file and key not in by_key:
+                by_key[key] = _stat(path, key)
+    photos = list(by_key.values())
     existing, whole = ([], True) if restart else read_results(results, fmt)
-    by_key = {photo.key: photo for photo in photos}
     kept = {}
     for row in existing:  # later rows win: a photo tagged twice keeps its last row
         photo = by_key.get(row.path)

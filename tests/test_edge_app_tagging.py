@@ -315,6 +315,9 @@ def test_several_folders_get_a_results_file_each_or_share_one_with_out(tmp_path,
     assert (separate.exit_code, shared.exit_code) == (0, 0)
     assert [row["path"] for row in read_rows(tmp_path / "north" / RESULTS)] == ["rex.jpg"]
     assert [row["path"] for row in read_rows(tmp_path / "all.csv")] == ["north/rex.jpg", "south/rex.jpg"]
+    nested = tag(tmp_path, tmp_path / "north", "--model", model, "--out", tmp_path / "nested.csv")
+    assert nested.exit_code == 0 and [row["path"] for row in read_rows(tmp_path / "nested.csv")] == [
+        "north/rex.jpg", "south/rex.jpg"], "a photo inside two given folders gets one row"
 
 
 def test_thresholds_on_the_command_line_override_the_models(model, photos):
