@@ -71,7 +71,7 @@ def load_photo(
             width, height = image.size
             if width * height > max_pixels:
                 raise PhotoError(_too_large(width, height, max_pixels))
-            if image.format == "JPEG":
+            if image.format in ("JPEG", "MPO"):  # MPO: the multi-picture JPEGs of some cameras
                 side = max(size)  # whichever way EXIF turns it, both sides stay >= the input size
                 image.draft("RGB", (side, side))
             image.load()
