@@ -70,7 +70,7 @@ def export(run_dir, out_dir, formats, data, calibration_images, onnx_calibration
             rows = sample_paths(labelled_paths(split_for_export(data, "test"), info.labels), verify_images)
             log(f"verifying {len(files)} files on {len(rows)} test photos from {data}")
             report = verify_files(lambda pixels: predict_keras(model, info, pixels), files,
-                                  photo_batches(rows, info), log=log)
+                                  photo_batches(rows, info), min_dog=info.min_dog, log=log)
             report.update(run=str(run_dir), data=str(data), split="test", model_version=info.model_version)
             save_report(report, out_dir / "verification.json")
             table = format_table(report)

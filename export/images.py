@@ -1,10 +1,10 @@
 """The real photos export needs: training photos to calibrate int8 models, test photos to verify.
 
-Photos are read with PIL and resized the way the edge app feeds its models: EXIF orientation
-applied, converted to RGB, then "squash" (stretched to the model's input size) or "crop" (scaled so
-the shorter side fits, centre cropped), always with PIL's BILINEAR filter, which averages over the
-whole footprint when shrinking. Calibration photos come from the official train split only, never
-from the test split that verification scores.
+Photos are read by the edge app's own loader (edge_app.images.load_photo: EXIF orientation, RGB,
+JPEG draft decoding, then "squash" or "crop" with PIL's antialiased BILINEAR filter), so that
+calibration and verification see exactly the pixels `dogtag tag` will feed the model.
+Calibration photos come from the official train split only, never from the test split that
+verification scores.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
 
+from edge_app.images import PhotoError, load_photo
 from edge_app.model_file import ModelInfo
 from train.dataset import Dataset, is_official_layout, load_split, stratified_split
 
@@ -24,29 +24,17 @@ from train.dataset import Dataset, is_official_layout, load_split, stratified_sp
 FOLDER_TEST_FRACTION = 0.3
 
 
-def load_photo(path: str | Path, size: tuple[int, int], resize: str = "squash") -> np.ndarray:
-    """One photo as uint8 RGB of `size` (height, width), resized as the edge app does."""
-    height, width = size
-    with Image.open(path) as opened:
-        image = ImageOps.exif_transpose(opened).convert("RGB")
-    if resize == "crop":
-        scale = max(width / image.width, height / image.height)
-        scaled = (max(width, round(image.width * scale)), max(height, round(image.height * scale)))
-        image = image.resize(scaled, Image.Resampling.BILINEAR)
-        left, top = (scaled[0] - width) // 2, (scaled[1] - height) // 2
-        image = image.crop((left, top, left + width, top + height))
-    elif resize == "squash":
-        image = image.resize((width, height), Image.Resampling.BILINEAR)
-    else:
-        raise ValueError(f"unknown resize mode {resize!r}")
-    return np.asarray(image, dtype=np.uint8)
-
-
 def load_photos(paths: list[Path], info: ModelInfo) -> np.ndarray:
     """Photos as one uint8 array (count, height, width, 3) at the model's input size."""
     if not paths:
         return np.zeros((0, *info.input_size, 3), dtype=np.uint8)
-    return np.stack([load_photo(path, info.input_size, info.resize) for path in paths])
+    photos = []
+    for path in paths:
+        try:
+            photos.append(load_photo(path, info.input_size, info.resize))
+        except PhotoError as error:
+            raise ValueError(f"{path}: {error}; remove or replace it") from error
+    return np.stack(photos)
 
 
 def split_for_export(data: str | Path, split: str) -> Dataset:

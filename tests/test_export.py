@@ -205,21 +205,16 @@ def test_int8_calibration_reads_training_photos_only(mini_stanford, tiny_run, mo
     assert len(read) == 18 and not set(read) & test_photos
 
 
-def test_photos_are_squashed_or_cropped_to_the_model_input(tmp_path):
-    from PIL import Image
+def test_a_damaged_photo_in_the_dataset_stops_the_export_naming_the_file(mini_stanford, tiny_run):
+    from export.convert import load_run
+    from export.images import calibration_photos, split_for_export
 
-    from export.images import load_photo
+    _, info = load_run(tiny_run)
+    damaged = split_for_export(mini_stanford, "train").samples[0].path
+    damaged.write_bytes(b"\xff\xd8\xff\xe0 not really a JPEG")
 
-    pixels = np.zeros((40, 80, 3), dtype=np.uint8)
-    pixels[:, :10] = 255  # a white band on the left eighth
-    Image.fromarray(pixels).save(tmp_path / "wide.png")
-
-    squashed = load_photo(tmp_path / "wide.png", (20, 20), "squash")
-    cropped = load_photo(tmp_path / "wide.png", (20, 20), "crop")
-
-    assert squashed.shape == cropped.shape == (20, 20, 3)
-    assert squashed[:, :2].min() == 255, "squash keeps the band, narrowed"
-    assert cropped.max() == 0, "crop keeps the centre square, where the band is not"
+    with pytest.raises(ValueError, match=f"{damaged.name}: .*remove or replace it"):
+        calibration_photos(mini_stanford, info, count=100)
 
 
 def test_the_export_command_writes_verified_models_and_a_model_card(tmp_path, mini_stanford):
@@ -248,6 +243,7 @@ def test_the_export_command_writes_verified_models_and_a_model_card(tmp_path, mi
     assert report["keras_top1"] == 1.0, "tinted test photos are easy for the tiny model"
     assert report["formats"]["tflite_float32"]["agreement"] == 1.0
     assert all(entry["meets_target"] for entry in report["formats"].values())
+    assert report["formats"]["tflite_int8"]["dog_decision_agreement"] == 1.0
     assert "| tflite_int8 |" in result.output and "agrees with Keras %" in result.output
     card = (out / "MODEL_CARD.md").read_text()
     assert "Chihuahua | Maltese dog | 1 of 4" in card
