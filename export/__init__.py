@@ -1,6 +1,7 @@
 """The export stage: trained Keras model -> TFLite and ONNX files carrying their labels, verified.
 
-convert.py   the formats and how each is produced (uint8 pixels in, probabilities out)
+formats.py   the format names (and ONNX calibration methods)
+convert.py   how each format is produced (uint8 pixels in, probabilities out)
 metadata.py  the Dogtag model info embedded in each file
 images.py    how calibration and verification photos are read and resized
 verify.py    every exported file against the Keras model, on real test photos

@@ -15,6 +15,14 @@ from pathlib import Path
 
 import click
 
+from export.formats import (
+    CALIBRATED,
+    CALIBRATION_METHODS,
+    DEFAULT_CALIBRATION,
+    FORMATS,
+    parse_calibration,
+    parse_formats,
+)
 from train.cli import data_option
 
 
@@ -23,13 +31,12 @@ from train.cli import data_option
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for the model files, the verification report and the model card.")
 @click.option("--formats", default="all", show_default=True,
-              help="Comma-separated: tflite_float32, tflite_float16, tflite_dynamic, tflite_int8, "
-                   "onnx_float32, onnx_int8, or 'all'.")
+              help=f"Comma-separated: {', '.join(FORMATS)}, or 'all'.")
 @data_option
 @click.option("--calibration-images", type=click.IntRange(min=1), default=500, show_default=True,
               help="Training photos used to calibrate int8 models (never test photos).")
-@click.option("--onnx-calibration", default="percentile", show_default=True,
-              help="minmax, percentile or entropy; several (comma-separated) write one onnx_int8 file each.")
+@click.option("--onnx-calibration", default=DEFAULT_CALIBRATION, show_default=True,
+              help=f"{', '.join(CALIBRATION_METHODS)}; several (comma-separated) write one onnx_int8 file each.")
 @click.option("--verify-images", type=click.IntRange(min=0), default=0, show_default=True,
               help="Test photos to verify on, drawn at random; 0 = the whole test split.")
 @click.option("--verify/--no-verify", default=True, show_default=True)
@@ -39,7 +46,7 @@ from train.cli import data_option
 def export(run_dir, out_dir, formats, data, calibration_images, onnx_calibration, verify_images, verify, stem,
            model_card) -> None:
     """Export a trained Keras model to TFLite and ONNX, and verify it."""
-    from export.convert import CALIBRATION_METHODS, export_files, load_run, parse_formats, predict_keras
+    from export.convert import export_files, load_run, predict_keras
     from export.images import (
         calibration_photos,
         labelled_paths,
@@ -56,12 +63,10 @@ def export(run_dir, out_dir, formats, data, calibration_images, onnx_calibration
 
     try:
         names = parse_formats(formats)
-        methods = [m.strip() for m in onnx_calibration.split(",") if m.strip()]
-        if not methods or any(m not in CALIBRATION_METHODS for m in methods):
-            raise ValueError(f"--onnx-calibration: choose from {', '.join(CALIBRATION_METHODS)}")
+        methods = parse_calibration(onnx_calibration)
         model, info = load_run(run_dir)
         calibration = None
-        if any(name in ("tflite_int8", "onnx_int8") for name in names):
+        if any(name in CALIBRATED for name in names):
             log(f"reading {calibration_images} training photos from {data} for int8 calibration")
             calibration = calibration_photos(data, info, calibration_images)
         files = export_files(model, info, out_dir, names, calibration, methods, stem=stem, log=log)

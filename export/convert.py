@@ -5,22 +5,15 @@ float32 probabilities named "breeds" (batch, len(labels)) and, when the model ha
 (batch, 1): the Keras model is wrapped in a uint8 input and a cast before conversion, and its own
 preprocessing layers do the rest. The Dogtag model info is embedded in every file (export.metadata).
 
-Formats (FORMATS):
-    tflite_float32   TFLite, float32 weights and activations
-    tflite_float16   TFLite, float16 weights (computed in float32)
-    tflite_dynamic   TFLite, int8 weights, activations quantized on the fly
-    tflite_int8      TFLite, int8 weights and activations (calibrated on training images);
-                     uint8 input and float32 outputs, so pixels go in and probabilities come out
-    onnx_float32     ONNX (tf2onnx), float32
-    onnx_int8        ONNX, static QDQ quantization by onnxruntime, int8 weights per channel and
-                     uint8 activations, calibrated on training images (CALIBRATION_METHODS)
+The formats are listed in export.formats.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
-import json
+import io
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -31,21 +24,11 @@ import onnx
 import tensorflow as tf
 
 from edge_app.model_file import ModelInfo, check_outputs, parse_model_info
+from export.formats import CALIBRATION_METHODS, DEFAULT_CALIBRATION, FORMATS, parse_formats
 from export.metadata import embed_onnx_info, embed_tflite_info
 
-FORMATS = {
-    "tflite_float32": ".tflite",
-    "tflite_float16": ".tflite",
-    "tflite_dynamic": ".tflite",
-    "tflite_int8": ".tflite",
-    "onnx_float32": ".onnx",
-    "onnx_int8": ".onnx",
-}
 INPUT_NAME = "pixels"
 ONNX_OPSET = 17
-# onnxruntime.quantization.CalibrationMethod by the names the CLI takes.
-CALIBRATION_METHODS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
-DEFAULT_CALIBRATION = "percentile"
 
 
 def load_run(run_dir: str | Path) -> tuple[keras.Model, ModelInfo]:
@@ -166,27 +149,18 @@ def quantize_onnx(
         onnx.save(model, source)
         # Shape inference and graph clean-up first, as onnxruntime recommends before quantizing.
         quantization.quant_pre_process(str(source), str(prepared))
-        quantization.quantize_static(
-            str(prepared), str(target), Reader(),
-            quant_format=quantization.QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=quantization.QuantType.QUInt8,
-            weight_type=quantization.QuantType.QInt8,
-            calibrate_method=getattr(quantization.CalibrationMethod, CALIBRATION_METHODS[method]),
-            calibration_providers=["CPUExecutionProvider"],
-            extra_options={"CalibStridedMinMax": 1},  # despite its name: any method, batch by batch
-        )
+        with contextlib.redirect_stdout(io.StringIO()):  # progress lines printed once per batch
+            quantization.quantize_static(
+                str(prepared), str(target), Reader(),
+                quant_format=quantization.QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=quantization.QuantType.QUInt8,
+                weight_type=quantization.QuantType.QInt8,
+                calibrate_method=getattr(quantization.CalibrationMethod, CALIBRATION_METHODS[method]),
+                calibration_providers=["CPUExecutionProvider"],
+                extra_options={"CalibStridedMinMax": 1},  # despite its name: any method, batch by batch
+            )
         return onnx.load(target)
-
-
-def parse_formats(text: str | Iterable[str]) -> list[str]:
-    """'tflite_int8,onnx_float32' (or 'all') -> a list of known format names."""
-    names = [n.strip() for n in text.split(",")] if isinstance(text, str) else list(text)
-    names = list(FORMATS) if names == ["all"] else [n for n in names if n]
-    unknown = [n for n in names if n not in FORMATS]
-    if unknown or not names:
-        raise ValueError(f"unknown formats {unknown}; choose from {', '.join(FORMATS)} or 'all'")
-    return names
 
 
 def file_info(info: ModelInfo, export_name: str, has_dog: bool) -> ModelInfo:
@@ -254,10 +228,3 @@ def _onnx_bytes(model: onnx.ModelProto, info: ModelInfo) -> bytes:
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
     return embed_onnx_info(copy, info).SerializeToString()
-
-
-def save_model_info(info: ModelInfo, path: str | Path) -> Path:
-    """Write the model info JSON (the document embedded in model files) next to exported files."""
-    path = Path(path)
-    path.write_text(json.dumps(json.loads(info.to_json()), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return path

@@ -22,10 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from edge_app.model_file import ModelInfo
+from export.formats import FORMATS
 
 TINY_SIZE = 32
 TINY_LABELS = ("Chihuahua", "Japanese spaniel", "Maltese dog")
-TINY_FORMATS = ("tflite_float32", "tflite_float16", "tflite_dynamic", "tflite_int8", "onnx_float32", "onnx_int8")
+TINY_FORMATS = tuple(FORMATS)  # every export format
 _BUILT: dict[tuple, Path] = {}
 
 
