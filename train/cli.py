@@ -72,7 +72,7 @@ def cache(data, cache, backbone, size, box_crop, equalize, splits, views, weight
 @click.option("--run", "run_dir", type=click.Path(path_type=Path), required=True, help="Run folder to write.")
 @click.option("--view", "views", multiple=True, default=("plain", "flip"), show_default=True,
               help="Cached training views: plain, flip, box, box-flip, aug1, aug2; repeatable.")
-@click.option("--head-epochs", type=int, default=30, show_default=True)
+@click.option("--head-epochs", type=int, default=40, show_default=True)
 @click.option("--fine-tune-epochs", type=int, default=6, show_default=True, help="0 trains the head only.")
 @click.option("--fine-tune-lr", type=float, default=1e-4, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)

@@ -36,12 +36,14 @@ class TransferConfig:
     backbone: str = "mobilenet_v2"
     size: int = 224
     weights: str | None = "imagenet"  # None only to test the code path (no ImageNet weights offline)
-    head_epochs: int = 30
-    head_learning_rate: float = 1e-3
-    head_dropout: float = 0.3
+    head_epochs: int = 40
+    head_learning_rate: float = 3e-4
+    head_dropout: float = 0.5
     fine_tune_epochs: int = 6
     fine_tune_learning_rate: float = 1e-4
     fine_tune_dropout: float = 0.2
+    fine_tune_from: str | None = None  # first trainable layer above the split (None: all of them)
+    feature_shift: float = 0.1  # random shift of the cached activation maps (training-time augmentation)
     label_smoothing: float = 0.1
     batch_size: int = 64
     validation_fraction: float = 0.1
@@ -77,7 +79,7 @@ def train_head(
     features: np.ndarray, labels: np.ndarray, val_features: np.ndarray, val_labels: np.ndarray,
     classes: int, config: TransferConfig, log=print,
 ) -> tuple[keras.Model, dict]:
-    """Phase 1: a dropout + softmax head on pooled features, early-stopped on validation loss."""
+    """Phase 1: a dropout + softmax head on pooled features, early-stopped on validation accuracy."""
     keras.utils.set_random_seed(config.seed)
     inputs = keras.Input((features.shape[1],), name="pooled")
     x = keras.layers.Dropout(config.head_dropout)(inputs)
@@ -92,22 +94,31 @@ def train_head(
         features.astype("float32"), keras.utils.to_categorical(labels, classes),
         validation_data=(val_features.astype("float32"), keras.utils.to_categorical(val_labels, classes)),
         epochs=config.head_epochs, batch_size=config.batch_size, verbose=0,
-        callbacks=[keras.callbacks.EarlyStopping(patience=4, restore_best_weights=True),
+        callbacks=[keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=5, restore_best_weights=True),
                    _EpochLog("head", log)],
     )
     return head, {f"head_{k}": [float(v) for v in vs] for k, vs in history.history.items()}
 
 
-def top_of_backbone(backbone: str, size: int, weights: str | None = "imagenet") -> keras.Model:
-    """The layers above the split layer, ImageNet weights, as a model: split activations -> pooled."""
+def top_of_backbone(
+    backbone: str, size: int, weights: str | None = "imagenet", trainable_from: str | None = None
+) -> keras.Model:
+    """The layers above the split layer, ImageNet weights, as a model: split activations -> pooled.
+
+    Layers before `trainable_from` (when given) are frozen too.
+    """
     spec = backbone_spec(backbone)
     base = build_backbone(backbone, size, weights=weights, include_top=True)
     top = keras.Model(base.get_layer(spec.split_layer).output, base.layers[-2].output, name="top")
     clone = keras.models.clone_model(top)
     clone.set_weights(top.get_weights())
-    for layer in clone.layers:
+    names = [layer.name for layer in clone.layers]
+    if trainable_from is not None and trainable_from not in names:
+        raise ValueError(f"{trainable_from!r} is not a layer above {spec.split_layer}; choose from {names[1:]}")
+    first_trainable = names.index(trainable_from) if trainable_from else 0
+    for position, layer in enumerate(clone.layers):
         # Batch norm stays in inference mode: its statistics must not drift on small batches.
-        if isinstance(layer, keras.layers.BatchNormalization):
+        if position < first_trainable or isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False
     return keras.Model(clone.inputs[0], clone.outputs[0], name="fine_tuned_top")
 
@@ -118,9 +129,13 @@ def fine_tune(
 ) -> tuple[keras.Model, dict]:
     """Phase 2: fine-tune the top of the backbone and the head; resumes from `checkpoint_dir`."""
     keras.utils.set_random_seed(config.seed)
-    top = top_of_backbone(config.backbone, config.size, config.weights)
+    top = top_of_backbone(config.backbone, config.size, config.weights, config.fine_tune_from)
     inputs = keras.Input(activations.shape[1:], name="split_activations")
-    x = top(inputs)
+    x = inputs
+    if config.feature_shift > 0:
+        x = keras.layers.RandomTranslation(config.feature_shift, config.feature_shift, fill_mode="nearest",
+                                           seed=config.seed, name="shift_activations")(x)
+    x = top(x)
     x = keras.layers.Dropout(config.fine_tune_dropout)(x)
     dense = keras.layers.Dense(classes, activation="softmax", name="breed_head")
     outputs = dense(x)
@@ -163,13 +178,16 @@ def blend(head_probabilities: np.ndarray, imagenet_logits: np.ndarray, weight: f
 
 
 def assemble(
-    fine_tuned: keras.Model, wnids: list[str], blend_weight: float, config: TransferConfig
+    head: keras.Model, wnids: list[str], blend_weight: float, config: TransferConfig,
+    fine_tuned_top: keras.Model | None = None,
 ) -> keras.Model:
     """The shipped Keras model: raw RGB pixels [0, 255] -> [breed probabilities, dog probability].
 
-    One forward pass: the frozen bottom of the backbone feeds both the fine-tuned top (new head)
-    and the original top (ImageNet classifier: blended breed logits and the dog probability).
-    Built from standard layers only, so that it saves, loads and converts without custom code.
+    One forward pass. Without fine-tuning, the head sits on the ImageNet backbone's pooled features
+    beside its ImageNet classifier. With a fine-tuned top, the frozen bottom of the backbone feeds
+    both the fine-tuned top (new head) and the original top (ImageNet classifier). The ImageNet
+    classifier gives the blended breed logits and the dog probability. Standard layers only, so
+    the model saves, loads and converts without custom code.
     """
     spec = backbone_spec(config.backbone)
     base = build_backbone(config.backbone, config.size, weights=config.weights, include_top=True)
@@ -177,14 +195,12 @@ def assemble(
     both = keras.Model(base.input, [base.get_layer(spec.split_layer).output, base.layers[-2].output],
                        name="imagenet_backbone")
     pixels = keras.Input((config.size, config.size, 3), name="pixels")
-    scaled = pixel_scaling_layer(spec)(pixels)
-    activations, imagenet_pooled = both(scaled)
-    top = fine_tuned.get_layer("fine_tuned_top")
-    head = fine_tuned.get_layer("breed_head")
-    classes = head.units
+    activations, imagenet_pooled = both(pixel_scaling_layer(spec)(pixels))
+    trained = head.get_layer("breed_head")
+    classes = trained.units
     new_head = keras.layers.Dense(classes, name="head_logits")
-    head_logits = new_head(top(activations))
-    new_head.set_weights(head.get_weights())
+    head_logits = new_head(fine_tuned_top(activations) if fine_tuned_top is not None else imagenet_pooled)
+    new_head.set_weights(trained.get_weights())
     indices = imagenet_indices_of(wnids)
     imagenet_breeds = keras.layers.Dense(classes, name="imagenet_breed_logits", trainable=False)
     imagenet_logits = imagenet_breeds(imagenet_pooled)

@@ -124,17 +124,19 @@ def run_transfer(
         timings={**timings, "total_seconds": round(time.perf_counter() - began, 1)},
     )
     log(f"test top-1 {metrics['top1']:.4f} (head alone {unblended['top1']:.4f}, blend weight {weight})")
-    if save_model and model is not None:
+    if save_model:
+        fine_tuned_top = model.get_layer("fine_tuned_top") if model is not None else None
         metrics["timings"]["inference_ms_per_image"] = save_shipped_model(
-            model, train_split, weight, thresholds, config, run_dir, log)
+            model or head, fine_tuned_top, train_split, weight, thresholds, config, run_dir, log)
     write_run(run_dir, {**asdict(config), "views": list(views), "equalize": equalize, "data": str(data)},
               metrics, history)
     return metrics
 
 
-def save_shipped_model(model, dataset, weight: float, thresholds: dict, config, run_dir: Path, log) -> float:
+def save_shipped_model(head, fine_tuned_top, dataset, weight: float, thresholds: dict, config, run_dir: Path,
+                       log) -> float:
     """Assemble the one-pass model, save it with its model info, and time it on CPU (ms per image)."""
-    shipped = transfer.assemble(model, dataset.wnids, weight, config)
+    shipped = transfer.assemble(head, dataset.wnids, weight, config, fine_tuned_top)
     run_dir.mkdir(parents=True, exist_ok=True)
     shipped.save(run_dir / "model.keras")
     info = ModelInfo(
