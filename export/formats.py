@@ -26,7 +26,10 @@ FORMATS = {
 CALIBRATED = ("tflite_int8", "onnx_int8")
 # onnxruntime.quantization.CalibrationMethod by the names the CLI takes.
 CALIBRATION_METHODS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
-DEFAULT_CALIBRATION = "percentile"
+# MinMax: on the MobileNetV2 model (1,000 test photos, 200 or 500 calibration photos) percentile
+# and entropy calibration were no better (all within one point of top-1, agreement 92-93%)
+# and took up to 13 times longer (percentile, 500 photos: 9 min against 43 s).
+DEFAULT_CALIBRATION = "minmax"
 
 
 def parse_formats(text: str | Iterable[str]) -> list[str]:

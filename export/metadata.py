@@ -37,6 +37,8 @@ class _AlignedBufferT(schema.BufferT):
 
 def embed_tflite_info(model_bytes: bytes, info: ModelInfo) -> bytes:
     """A copy of a TFLite flatbuffer carrying `info`, with its tensors named after its signature."""
+    if model_bytes[4:8] != TFLITE_FILE_IDENTIFIER:
+        raise ValueError("not a TFLite flatbuffer (no TFL3 identifier); cannot embed the model info")
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytearray(model_bytes), 0))
     if any(buffer.offset for buffer in model.buffers or []):
         raise ValueError("TFLite models over 2 GB (buffers outside the flatbuffer) are not supported")
