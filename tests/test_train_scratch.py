@@ -14,7 +14,14 @@ pytest.importorskip("keras_tuner")
 from edge_app.model_file import parse_model_info  # noqa: E402
 from tests.fakes import make_mini_stanford_dogs  # noqa: E402
 from train.preprocess import Augmentation  # noqa: E402
-from train.scratch import BLOCK_TYPES, ScratchParams, build_model, run_scratch, train_model  # noqa: E402
+from train.scratch import (  # noqa: E402
+    BLOCK_TYPES,
+    ScratchParams,
+    build_model,
+    run_scratch,
+    train_model,
+    warm_start,
+)
 from train.search import SearchSpace, read_trials, run_search  # noqa: E402
 
 # Small enough to train in seconds on a CPU, big enough to be the real code path.
@@ -121,3 +128,15 @@ def test_unknown_or_invalid_hyperparameters_are_refused_with_their_names():
     with pytest.raises(ValueError, match="block must be one of"):
         ScratchParams(block="inception")
     assert ScratchParams.from_dict(TINY.to_dict()) == TINY
+
+
+def test_a_model_for_a_few_breeds_can_start_from_one_trained_on_more_breeds_except_for_its_head(tmp_path):
+    many = build_model(TINY, classes=5)
+    many.save(tmp_path / "many.keras")
+    few = build_model(TINY, classes=3)
+    copied = warm_start(few, tmp_path / "many.keras", log=lambda _: None)
+    assert copied == sum(1 for layer in few.layers if layer.weights) - 1  # every layer but "breeds"
+    np.testing.assert_array_equal(few.get_layer("stem_conv").get_weights()[0], many.get_layer("stem_conv").get_weights()[0])
+    assert few.get_layer("breeds").get_weights()[0].shape[-1] == 3
+    with pytest.raises(ValueError, match="not the same architecture"):
+        warm_start(build_model(replace(TINY, dense_units=32), classes=3), tmp_path / "many.keras", log=lambda _: None)

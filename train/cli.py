@@ -145,9 +145,11 @@ def _parse_overrides(pairs: tuple[str, ...]) -> dict:
 @click.option("--augment/--no-augment", default=True, show_default=True, help="Random training-time transforms.")
 @click.option("--time-limit", type=float, default=None,
               help="Stop training after this many minutes, record the run as it stands; run again to resume.")
+@click.option("--init-from", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Warm-start from another scratch model.keras of the same architecture (all but its head).")
 @scratch_cache_option
 def scratch(data, breed_names, breed_count, run_dir, params_file, size, epochs, overrides, augment, time_limit,
-            cache_root) -> None:
+            init_from, cache_root) -> None:
     """Train the CNN designed from scratch, evaluate it on the official test images, save it."""
     import json
 
@@ -168,7 +170,7 @@ def scratch(data, breed_names, breed_count, run_dir, params_file, size, epochs, 
         raise click.BadParameter(str(error), param_hint="--params/--set") from error
     metrics = run_scratch(data, run_dir, params, list(breed_names) or None, breed_count,
                           cache_root or DEFAULT_CACHE, time_limit * 60 if time_limit else None,
-                          log=lambda line: click.echo(line, err=True))
+                          init_from=init_from, log=lambda line: click.echo(line, err=True))
     click.echo(f"{run_dir}: test top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f} "
                f"({metrics['epochs_done']}/{metrics['epochs_planned']} epochs, {metrics['stopped']})")
 

@@ -306,12 +306,33 @@ class Progress(keras.callbacks.Callback):
         self.log(f"epoch {epoch + 1}: {scores} ({self.state['seconds']:.0f}s{', best' if improved else ''})")
 
 
+def warm_start(model: keras.Model, source: Path, log=print) -> int:
+    """Copy into `model` the weights of every layer of the saved model `source` but the "breeds" head.
+
+    Both must have the same architecture (the same ScratchParams but the number of breeds); a
+    mismatch is refused rather than half-copied. Returns how many layers were copied.
+    """
+    donor = {layer.name: layer for layer in keras.models.load_model(source).layers}
+    layers = [layer for layer in model.layers if layer.weights and layer.name != "breeds"]
+    mismatched = [layer.name for layer in layers if layer.name not in donor
+                  or [tuple(w.shape) for w in donor[layer.name].weights] != [tuple(w.shape) for w in layer.weights]]
+    if mismatched:
+        raise ValueError(f"{source}: not the same architecture ({len(mismatched)} layers differ, e.g. "
+                         f"{', '.join(mismatched[:3])}); warm-start from a model trained with the same params")
+    for layer in layers:
+        layer.set_weights(donor[layer.name].get_weights())
+    log(f"warm start: {len(layers)} layers (all but the head) from {source}")
+    return len(layers)
+
+
 def train_model(
     params: ScratchParams, images: np.ndarray, labels: np.ndarray, val_images: np.ndarray,
     val_labels: np.ndarray, classes: int, checkpoint_dir: Path, time_limit_s: float | None = None, log=print,
+    init_from: Path | None = None,
 ) -> tuple[keras.Model, dict]:
     """Train (or resume training) and return the model with its best validation weights and the state.
 
+    `init_from` starts a new training from another scratch model's weights (all but its head).
     The state holds the per-epoch history, the epochs done, why training stopped and its seconds.
     """
     checkpoint_dir = Path(checkpoint_dir)
@@ -325,6 +346,8 @@ def train_model(
         log(f"resuming from {checkpoint_dir / 'last.keras'} after epoch {progress.state['epoch']}")
     else:
         model = build_model(params, classes)
+        if init_from is not None:
+            warm_start(model, init_from, log)
         compile_model(model, params, steps)
     if not progress.finished and progress.state["epoch"] < params.epochs:
         model.fit(
@@ -356,13 +379,15 @@ def load_breeds(data: Path, breeds: list[str] | None, count: int | None) -> tupl
 
 def run_scratch(
     data: Path, run_dir: Path, params: ScratchParams, breeds: list[str] | None = None, breed_count: int | None = None,
-    cache_root: Path = DEFAULT_CACHE, time_limit_s: float | None = None, extra_config: dict | None = None, log=print,
+    cache_root: Path = DEFAULT_CACHE, time_limit_s: float | None = None, extra_config: dict | None = None,
+    init_from: Path | None = None, log=print,
 ) -> dict:
     """Train the scratch CNN on the chosen breeds, evaluate it on their official test images, save it.
 
     The run folder receives model.keras, model_info.json, checkpoints/ and the run record of
     train.evaluate.write_run. A run stopped by `time_limit_s` is recorded as it stands (best weights
-    so far) and resumes when started again with the same folder.
+    so far) and resumes when started again with the same folder. `init_from` (a model.keras of the
+    same architecture, e.g. trained on more breeds) warm-starts every layer but the head.
     """
     from train.transfer_run import tune_thresholds
 
@@ -381,14 +406,14 @@ def run_scratch(
         f"{params.describe()}")
 
     model, state = train_model(params, images[fit_rows], labels[fit_rows], images[val_rows], labels[val_rows],
-                               classes, run_dir / "checkpoints", time_limit_s, log)
+                               classes, run_dir / "checkpoints", time_limit_s, log, init_from)
     val_probabilities = predict(model, images[val_rows])
     thresholds = tune_thresholds(val_probabilities, labels[val_rows], np.ones(len(val_rows)))
     thresholds = {k: v for k, v in thresholds.items() if "dog" not in k}
     metrics = evaluate(predict(model, test_images), test_labels, train_split.breeds)
     stopped = state["stopped"] or ("planned epochs done" if state["epoch"] >= params.epochs else "interrupted")
     metrics.update(
-        approach=f"scratch CNN ({params.block})",
+        approach=f"scratch CNN ({params.block})" + (" warm-started" if init_from else ""),
         validation_top1=round(float(np.mean(val_probabilities.argmax(1) == labels[val_rows])), 4),
         epochs_done=state["epoch"], epochs_planned=params.epochs, stopped=stopped,
         best_epoch=int(np.argmax(state["history"].get("val_accuracy", [0]))) + 1 if state["history"] else 0,
@@ -406,7 +431,7 @@ def run_scratch(
     config = {
         "approach": "scratch", "data": str(data), "breeds": train_split.breeds,
         "augmentation": "+".join(k for k, v in asdict(augmentation).items() if v) if augmentation.enabled else "off",
-        "params": params.to_dict(), **(extra_config or {}),
+        "params": params.to_dict(), "init_from": str(init_from) if init_from else None, **(extra_config or {}),
     }
     write_run(run_dir, config, metrics, state["history"])
     log(f"test top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f} after {state['epoch']} epochs "
