@@ -118,6 +118,7 @@ def test_the_search_runs_its_trials_logs_each_one_and_saves_the_best_configurati
     assert all(t["epochs"] == 2 and 0.0 <= t["val_top1"] <= 1.0 for t in trials)
     table = (tmp_path / "search" / "trials.md").read_text().splitlines()
     assert len(table) == 2 + 2 and all(t["trial"] in "".join(table) for t in trials)
+    assert "(chosen)" in table[2]  # the best trial, first row, is the one trained further
     best = ScratchParams.from_dict(json.loads((tmp_path / "search" / "best_params.json").read_text()))
     assert best.size == 32 and best.block in ("vgg", "separable") and best.filters == (8, 16)
 

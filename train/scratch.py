@@ -362,6 +362,12 @@ def train_model(
     return model, progress.state
 
 
+def best_epoch(history: dict) -> int:
+    """The epoch (from 1) whose weights were kept: highest validation accuracy, then lowest loss."""
+    scores = list(zip(history.get("val_accuracy", []), [-v for v in history.get("val_loss", [])], strict=False))
+    return max(range(len(scores)), key=lambda i: scores[i]) + 1 if scores else 0
+
+
 def inference_ms_per_image(model: keras.Model, size: int, batch: int = 32) -> float:
     """Milliseconds per image of a batched Keras forward pass on this CPU (after one warm-up call)."""
     images = np.random.default_rng(0).uniform(0, 255, (batch, size, size, 3)).astype("float32")
@@ -416,7 +422,7 @@ def run_scratch(
         approach=f"scratch CNN ({params.block})" + (" warm-started" if init_from else ""),
         validation_top1=round(float(np.mean(val_probabilities.argmax(1) == labels[val_rows])), 4),
         epochs_done=state["epoch"], epochs_planned=params.epochs, stopped=stopped,
-        best_epoch=int(np.argmax(state["history"].get("val_accuracy", [0]))) + 1 if state["history"] else 0,
+        best_epoch=best_epoch(state["history"]),
         parameters=int(model.count_params()), thresholds=thresholds,
         train_images=len(fit_rows), validation_images=len(val_rows), test_images=len(test_split),
     )

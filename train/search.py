@@ -146,17 +146,19 @@ def read_trials(trial_log: Path) -> list[dict]:
         if line.strip():
             record = json.loads(line)
             records[record["trial"]] = record
-    return sorted(records.values(), key=lambda r: (-r["val_top1"], r["seconds"]))
+    # Ties keep trial order, as KerasTuner's choice of the best trial does.
+    return sorted(records.values(), key=lambda r: (-r["val_top1"], r["trial"]))
 
 
-def trials_table(trials: list[dict]) -> str:
-    """The trials as a markdown table, best first."""
+def trials_table(trials: list[dict], chosen: str | None = None) -> str:
+    """The trials as a markdown table, best first; the `chosen` trial is marked."""
     lines = ["| trial | val top-1 | best epoch / epochs | architecture | optimizer | learning rate | dropout "
              "| parameters | seconds |", "|---|---|---|---|---|---|---|---|---|"]
     for t in trials:
         values = t["values"]
         rate = values.get("adaptive_learning_rate", values.get("sgd_learning_rate", 0.0))
-        lines.append(f"| {t['trial']} | {100 * t['val_top1']:.1f}% | {t['best_epoch']} / {t['epochs']} "
+        mark = " (chosen)" if t["trial"] == chosen else ""
+        lines.append(f"| {t['trial']}{mark} | {100 * t['val_top1']:.1f}% | {t['best_epoch']} / {t['epochs']} "
                      f"| {t['architecture']} | {values['optimizer']} | {rate:.2g} | {values['dropout']:.1f} "
                      f"| {t['parameters']:,} | {t['seconds']:.0f} |")
     return "\n".join(lines) + "\n"
@@ -202,9 +204,10 @@ def run_search(
     began = time.perf_counter()
     tuner.search()
     logged = read_trials(run_dir / "trials.jsonl")
+    best_trial = tuner.oracle.get_best_trials(1)[0]
     (run_dir / "trials.json").write_text(json.dumps(logged, indent=2))
-    (run_dir / "trials.md").write_text(trials_table(logged))
-    best_hp = tuner.get_best_hyperparameters(1)[0]
+    (run_dir / "trials.md").write_text(trials_table(logged, best_trial.trial_id))
+    best_hp = best_trial.hyperparameters
     best = replace(params_from(best_hp, space, base), epochs=final_epochs or base.epochs,
                    patience=max(base.patience, (final_epochs or 0) // 4))
     (run_dir / "best_params.json").write_text(json.dumps(best.to_dict(), indent=2))
