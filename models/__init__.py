@@ -3,5 +3,5 @@
 from pathlib import Path
 
 MODEL_DIR = Path(__file__).resolve().parent
-DEFAULT_TFLITE = MODEL_DIR / "dogtag.tflite"
-DEFAULT_ONNX = MODEL_DIR / "dogtag.onnx"
+DEFAULT_TFLITE = MODEL_DIR / "dogtag_tflite_int8.tflite"
+DEFAULT_ONNX = MODEL_DIR / "dogtag_onnx_int8.onnx"

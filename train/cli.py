@@ -73,8 +73,8 @@ def cache(data, cache, backbone, size, box_crop, equalize, splits, views, weight
 @click.option("--view", "views", multiple=True, default=("plain", "flip"), show_default=True,
               help="Cached training views: plain, flip, box, box-flip, aug1, aug2; repeatable.")
 @click.option("--head-epochs", type=int, default=40, show_default=True)
-@click.option("--fine-tune-epochs", type=int, default=6, show_default=True, help="0 trains the head only.")
-@click.option("--fine-tune-lr", type=float, default=1e-4, show_default=True)
+@click.option("--fine-tune-epochs", type=int, default=4, show_default=True, help="0 trains the head only.")
+@click.option("--fine-tune-lr", type=float, default=3e-5, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--save-model/--no-save-model", default=True, show_default=True)
 def transfer(data, cache, backbone, size, equalize, run_dir, views, head_epochs, fine_tune_epochs,

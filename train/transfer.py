@@ -39,9 +39,9 @@ class TransferConfig:
     head_epochs: int = 40
     head_learning_rate: float = 3e-4
     head_dropout: float = 0.5
-    fine_tune_epochs: int = 6
-    fine_tune_learning_rate: float = 1e-4
-    fine_tune_dropout: float = 0.2
+    fine_tune_epochs: int = 4
+    fine_tune_learning_rate: float = 3e-5
+    fine_tune_dropout: float = 0.5
     fine_tune_from: str | None = None  # first trainable layer above the split (None: all of them)
     feature_shift: float = 0.1  # random shift of the cached activation maps (training-time augmentation)
     label_smoothing: float = 0.1
