@@ -12,6 +12,7 @@ to need at least that much.
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -97,3 +98,25 @@ def _read_kilobytes(path: str) -> float | None:
             return int(file.read()) * 1024 / 1e6
     except (OSError, ValueError):
         return None
+
+
+def cold_start_and_peak_memory(predict: list[str], tag: list[str], runs: int,
+                               env: dict | None = None) -> tuple[dict, list[str]]:
+    """Figures of fresh processes, and what went wrong: `predict` (one photo) run `runs` times, `tag` once.
+
+    cold_start_s is the median time to the first result of `predict`; cold_start_peak_mb its largest
+    peak memory; tag_peak_mb the peak memory of `tag`. A figure whose process failed is None.
+    """
+    figures = {"cold_start_s": None, "cold_start_peak_mb": None, "tag_peak_mb": None}
+    predicted = [run_fresh(predict, env=env) for _ in range(runs)]
+    problems = [run.failure("the predict process") for run in predicted if run.returncode][:1]
+    if not problems:
+        figures["cold_start_s"] = round(statistics.median(run.first_line_s for run in predicted), 3)
+        peaks = [run.peak_rss_mb for run in predicted if run.peak_rss_mb is not None]
+        figures["cold_start_peak_mb"] = round(max(peaks), 1) if peaks else None
+    tagged = run_fresh(tag, env=env)
+    if tagged.returncode:
+        problems.append(tagged.failure("the tag process"))
+    elif tagged.peak_rss_mb is not None:
+        figures["tag_peak_mb"] = round(tagged.peak_rss_mb, 1)
+    return figures, problems

@@ -115,10 +115,11 @@ class Workspace:
         self.photos = photos
         self.root = root
         self.folder = link_folder(photos.paths, root / "photos")
-        # The fresh `dogtag tag` process that measures peak memory tags these and the 12 MP photos.
-        self.memory_folder = link_folder(photos.paths[:memory_photos], root / "memory")
         self.large_folder = make_large_photos(photos.paths, root / "large", large_photos) if large_photos else None
         self.large_count = large_photos
+        # What the fresh `dogtag tag` process that measures peak memory tags: some photos and the 12 MP ones.
+        self.memory_folders = [str(link_folder(photos.paths[:memory_photos], root / "memory"))]
+        self.memory_folders += [str(self.large_folder)] if self.large_folder else []
         self.first_photo = photos.paths[0]
         self._pixels: dict[tuple, tuple[np.ndarray, Path]] = {}
 
