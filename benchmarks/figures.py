@@ -60,6 +60,6 @@ def top1(predicted: Sequence[str], truth: Sequence[str], labels: Sequence[str]) 
     return round(sum(p == t for p, t in pairs) / len(pairs), 4), len(pairs)
 
 
-def images_per_s(count: int, seconds: float) -> float:
-    """A throughput, rounded for the table."""
-    return round(count / seconds, 2) if seconds > 0 else float("inf")
+def images_per_s(count: int, seconds: float) -> float | None:
+    """A throughput, rounded for the table (None when nothing was timed)."""
+    return round(count / seconds, 2) if count and seconds > 0 else None

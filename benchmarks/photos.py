@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image, ImageChops
 
 from edge_app.images import load_photo
-from train.dataset import load_split, stratified_indices, subset
+from train.dataset import is_official_layout, load_split, stratified_indices, subset
 
 # --quick keeps this fraction of every breed of the test split (about 600 of 8,580 photos).
 QUICK_FRACTION = 0.07
@@ -46,11 +46,11 @@ class BenchPhotos:
 def bench_photos(data: str | os.PathLike, quick: bool = False) -> BenchPhotos:
     """The official test split of `data` (a folder-per-breed tree: all of it); --quick: a fixed stratified part."""
     dataset = load_split(data, "test")
-    split = "test"
+    split = "official test split" if is_official_layout(data) else "every photo of the breed folders"
     if quick:
         _, kept = stratified_indices([sample.label for sample in dataset.samples], QUICK_FRACTION, seed=0)
         dataset = subset(dataset, kept)
-        split = f"test, stratified {QUICK_FRACTION:.0%} of each breed (--quick)"
+        split += f", {QUICK_FRACTION:.0%} of each breed: --quick"
     if not len(dataset):
         raise ValueError(f"{data}: no test photos found")
     return BenchPhotos([s.path for s in dataset.samples], [dataset.breeds[s.label] for s in dataset.samples], split)

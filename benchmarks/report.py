@@ -131,11 +131,7 @@ def _threads(count: int) -> str:
 
 
 def _cell(value, fmt: str) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float) and value == float("inf"):
-        return "inf"
-    return fmt.format(value)
+    return "-" if value is None else fmt.format(value)
 
 
 def summary_line(row: dict) -> str:

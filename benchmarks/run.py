@@ -9,6 +9,7 @@ the 12 MP JPEGs) and removed at the end. Top-1 is measured once per model, at th
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import time
@@ -69,7 +70,7 @@ def run_benchmark(models: list[Path], keras: Path | None, data: str | os.PathLik
         "machine": machine,
         "busy": busy,
         "load_average_after": load_average(),
-        "settings": {**settings.__dict__, "threads": list(settings.threads)},
+        "settings": dataclasses.asdict(settings),
         "photos": {"data": str(data), "split": photos.split, "count": len(photos),
                    "large_count": settings.large_photos, "large_size": f"{LARGE_SIZE[0]} x {LARGE_SIZE[1]}"},
         "rows": rows,
