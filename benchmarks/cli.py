@@ -33,9 +33,11 @@ from train.cli import data_option
 @click.option("--large-photos", type=click.IntRange(min=0), default=None,
               help=f"12 MP JPEGs to generate and tag; 0 for none [default: {FULL.large_photos}, "
                    f"--quick {QUICK.large_photos}].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=FULL.batch_size, show_default=True,
+              help="Photos per model call when tagging and in batch throughput (as `dogtag tag --batch-size`).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("bench-results"),
               show_default=True, help="Folder for bench.json, bench.md and bench.png.")
-def bench(model_specs, keras, data, quick, threads, large_photos, out_dir) -> None:
+def bench(model_specs, keras, data, quick, threads, large_photos, batch_size, out_dir) -> None:
     """Measure size, accuracy, speed and memory of every model format, on the same test photos."""
     import dataclasses
 
@@ -51,6 +53,7 @@ def bench(model_specs, keras, data, quick, threads, large_photos, out_dir) -> No
         settings = dataclasses.replace(
             QUICK if quick else FULL,
             threads=parse_threads(threads) if threads else default_threads(),
+            batch_size=batch_size,
             **({} if large_photos is None else {"large_photos": large_photos}),
         )
         models = find_model_files([part for spec in model_specs for part in spec.split(",") if part]
@@ -60,7 +63,8 @@ def bench(model_specs, keras, data, quick, threads, large_photos, out_dir) -> No
         command = shlex.join(["dogtag", "bench", *[f"--models={spec}" for spec in model_specs],
                               *([f"--keras={keras}"] if keras else []), f"--data={data}",
                               *(["--quick"] if quick else []), f"--threads={','.join(map(str, settings.threads))}",
-                              f"--large-photos={settings.large_photos}", f"--out={out_dir}"])
+                              f"--large-photos={settings.large_photos}", f"--batch-size={batch_size}",
+                              f"--out={out_dir}"])
         report = run_benchmark(models, keras, data, settings, command, log=log)
     except (FileNotFoundError, ValueError) as error:  # ModelFileError is a ValueError
         raise click.ClickException(str(error)) from error

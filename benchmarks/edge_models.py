@@ -55,10 +55,10 @@ def measure_model_file(path: Path, threads: int, work: Workspace, settings: Benc
     _in_process(Classifier(path, num_threads=threads), path, work, settings, accuracy, row, log)
     log("  cold start and peak memory in fresh processes")
     model = ["--model", str(path), "--threads", str(threads)]
-    out = work.results_file(f"{path.stem}-{threads}-fresh")
+    out = ["--out", str(work.results_file(f"{path.stem}-{threads}-fresh")), "--batch-size", str(settings.batch_size)]
     figures, problems = cold_start_and_peak_memory(
         python_command(DOGTAG, "predict", str(work.first_photo), *model),
-        python_command(DOGTAG, "tag", *work.memory_folders, *model, "--out", str(out), "--restart"),
+        python_command(DOGTAG, "tag", *work.memory_folders, *model, *out, "--restart"),
         settings.cold_start_runs)
     row.update(figures)
     row["problems"] += problems

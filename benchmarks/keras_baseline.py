@@ -11,9 +11,10 @@ and so that TensorFlow's thread count can be set before it starts. Where TensorF
 (a Raspberry Pi), `keras_missing` says so and the Keras row is skipped with that reason.
 
 Child commands:
-    measure JOB.json                          in-process figures, written to the job's "result" path
-    predict MODEL PHOTO --threads N           one photo; its first line of output is the result
-    tag MODEL FOLDER... --out CSV --threads N tag folders the seeds' way
+    measure JOB.json                    in-process figures, written to the job's "result" path
+    predict MODEL PHOTO --threads N     one photo; its first line of output is the result
+    tag MODEL FOLDER... --out CSV --threads N --batch-size B
+                                        tag folders the seeds' way
 """
 
 from __future__ import annotations
@@ -88,10 +89,10 @@ def measure_keras(model_path: Path, threads: int, work: Workspace, settings: Ben
     row.update(json.loads(result_file.read_text(encoding="utf-8")))
     log("  cold start and peak memory in fresh processes")
     model, thread_option = str(model_path), ["--threads", str(threads)]
-    out = work.results_file(f"keras-{threads}-fresh")
+    out = ["--out", str(work.results_file(f"keras-{threads}-fresh")), "--batch-size", str(settings.batch_size)]
     figures, problems = cold_start_and_peak_memory(
         python_command(CHILD, "predict", model, str(work.first_photo), *thread_option),
-        python_command(CHILD, "tag", model, *work.memory_folders, "--out", str(out), *thread_option),
+        python_command(CHILD, "tag", model, *work.memory_folders, *out, *thread_option),
         settings.cold_start_runs, env=QUIET)
     row.update(figures)
     row["problems"] += problems
@@ -179,6 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     tag.add_argument("model")
     tag.add_argument("folders", nargs="+")
     tag.add_argument("--out", required=True)
+    tag.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     for command in (predict, tag):
         command.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
@@ -192,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{args.photo}: {info.labels[best]} {probabilities[best]:.1%}", flush=True)
     else:
         model, info, position = load_keras(args.model, args.threads)
-        seeds_tag(model, info, position, args.folders, args.out, DEFAULT_BATCH_SIZE)
+        seeds_tag(model, info, position, args.folders, args.out, args.batch_size)
 
 
 if __name__ == "__main__":

@@ -143,7 +143,7 @@ def summary_line(row: dict) -> str:
 
 def format_table(report: dict) -> str:
     """The markdown report: context, the table, skipped rows, problems, targets, and what the figures mean."""
-    machine, photos = report["machine"], report["photos"]
+    machine, photos, settings = report["machine"], report["photos"], report["settings"]
     packages = ", ".join(f"{name} {version}" for name, version in machine["packages"].items() if version)
     lines = ["# Dogtag benchmark", ""]
     if report.get("busy"):
@@ -158,6 +158,10 @@ def format_table(report: dict) -> str:
         f"- Runtimes: {packages}",
         f"- Photos: {photos['count']} from {photos['data']} ({photos['split']}); "
         f"12 MP: {photos['large_count']} generated JPEGs of {photos['large_size']}",
+        f"- Settings: batches of {settings['batch_size']}; latency over {settings['latency_runs']} calls after "
+        f"{settings['warmup_runs']}; batch throughput over {settings['throughput_photos']} photos; cold start: "
+        f"median of {settings['cold_start_runs']} fresh processes; peak memory: `dogtag tag` over "
+        f"{photos['memory_count']} photos and the 12 MP ones",
         "",
         "| " + " | ".join(header for header, _, _ in COLUMNS) + " |",
         "|" + "|".join("---" if i < 2 else "---:" for i in range(len(COLUMNS))) + "|",
