@@ -75,20 +75,24 @@ def test_cached_features_are_complete_aligned_with_the_split_and_not_recomputed(
     assert chunk.stat().st_mtime_ns == written
 
 
-@pytest.mark.parametrize(("backbone", "fine_tune_epochs"), [("mobilenet_v2", 0), ("resnet50", 1)])
+@pytest.mark.parametrize(("backbone", "fine_tune_epochs", "refit"), [("mobilenet_v2", 0, True), ("resnet50", 1, False)])
 def test_a_transfer_run_trains_and_saves_a_one_pass_model_that_matches_its_evaluation(
-        backbone, fine_tune_epochs, mini_stanford, tmp_path, offline_class_index, random_weights):
+        backbone, fine_tune_epochs, refit, mini_stanford, tmp_path, offline_class_index, random_weights):
     cache, run_dir = tmp_path / "cache", tmp_path / "run"
     cache_everything(mini_stanford, cache, backbone, random_weights(backbone))
     config = TransferConfig(backbone=backbone, size=SIZE, weights=random_weights(backbone), head_epochs=2, fine_tune_epochs=fine_tune_epochs,
                             batch_size=8, validation_fraction=0.34)
-    metrics = run_transfer(mini_stanford, cache, run_dir, config, ("plain", "flip"), log=lambda line: None)
+    metrics = run_transfer(mini_stanford, cache, run_dir, config, ("plain", "flip"), refit=refit,
+                           log=lambda line: None)
 
     for name in ("model.keras", "model_info.json", "metrics.json", "config.json", "history.json",
                  "confusion.png", "learning_curves.png", "most_confused.md"):
         assert (run_dir / name).is_file(), name
     assert 0.0 <= metrics["top1"] <= metrics["top5"] <= 1.0
-    assert metrics["test_images"] == 12 and metrics["train_images"] + metrics["validation_images"] == 18
+    assert metrics["test_images"] == 12 and metrics["validation_images"] == 6
+    # A refit head learns from every training image once validation has chosen its settings.
+    assert metrics["train_images"] == (18 if refit else 12)
+    assert metrics["refit_on_all_training_images"] is refit
     assert len(metrics["per_breed"]) == 3
     info = parse_model_info((run_dir / "model_info.json").read_text())
     assert info.labels == ("Chihuahua", "Japanese spaniel", "Maltese dog")

@@ -75,13 +75,9 @@ def dog_probability(pooled: np.ndarray, kernel: np.ndarray, bias: np.ndarray) ->
     return probabilities[:, list(IMAGENET_DOG_CLASSES)].sum(axis=1)
 
 
-def train_head(
-    features: np.ndarray, labels: np.ndarray, val_features: np.ndarray, val_labels: np.ndarray,
-    classes: int, config: TransferConfig, log=print,
-) -> tuple[keras.Model, dict]:
-    """Phase 1: a dropout + softmax head on pooled features, early-stopped on validation accuracy."""
+def _head_model(features: int, classes: int, config: TransferConfig) -> keras.Model:
     keras.utils.set_random_seed(config.seed)
-    inputs = keras.Input((features.shape[1],), name="pooled")
+    inputs = keras.Input((features,), name="pooled")
     x = keras.layers.Dropout(config.head_dropout)(inputs)
     outputs = keras.layers.Dense(classes, activation="softmax", name="breed_head")(x)
     head = keras.Model(inputs, outputs, name="head")
@@ -90,6 +86,15 @@ def train_head(
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
     )
+    return head
+
+
+def train_head(
+    features: np.ndarray, labels: np.ndarray, val_features: np.ndarray, val_labels: np.ndarray,
+    classes: int, config: TransferConfig, log=print,
+) -> tuple[keras.Model, dict]:
+    """Phase 1: a dropout + softmax head on pooled features, early-stopped on validation accuracy."""
+    head = _head_model(features.shape[1], classes, config)
     history = head.fit(
         features.astype("float32"), keras.utils.to_categorical(labels, classes),
         validation_data=(val_features.astype("float32"), keras.utils.to_categorical(val_labels, classes)),
@@ -98,6 +103,15 @@ def train_head(
                    _EpochLog("head", log)],
     )
     return head, {f"head_{k}": [float(v) for v in vs] for k, vs in history.history.items()}
+
+
+def refit_head(features: np.ndarray, labels: np.ndarray, classes: int, epochs: int, config: TransferConfig,
+               log=print) -> keras.Model:
+    """The same head trained on every training image for the epoch count validation chose."""
+    head = _head_model(features.shape[1], classes, config)
+    head.fit(features.astype("float32"), keras.utils.to_categorical(labels, classes), epochs=epochs,
+             batch_size=config.batch_size, verbose=0, callbacks=[_EpochLog("refit", log)])
+    return head
 
 
 def top_of_backbone(

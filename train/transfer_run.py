@@ -63,9 +63,14 @@ def tune_thresholds(probabilities: np.ndarray, labels: np.ndarray, dog: np.ndarr
 
 def run_transfer(
     data: Path, cache: Path, run_dir: Path, config: transfer.TransferConfig,
-    views: tuple[str, ...] = ("plain", "flip"), equalize: bool = False, save_model: bool = True, log=print,
+    views: tuple[str, ...] = ("plain", "flip"), equalize: bool = False, save_model: bool = True,
+    refit: bool = False, log=print,
 ) -> dict:
-    """Train phase 1 (and phase 2 when config.fine_tune_epochs > 0), evaluate on the test split."""
+    """Train phase 1 (and phase 2 when config.fine_tune_epochs > 0), evaluate on the test split.
+
+    With `refit` (head-only runs), the head is trained again on all training images, validation
+    included, for the epoch count and with the blend weight and thresholds chosen on validation.
+    """
     began = time.perf_counter()
     train_split = load_split(data, "train")
     test_split = load_split(data, "test")
@@ -108,6 +113,14 @@ def run_transfer(
         test_probabilities = head.predict(test["pooled"].astype("float32"), verbose=0)
 
     weight = transfer.choose_blend_weight(val_probabilities, val_imagenet, plain["labels"][val_rows])
+    refitted = refit and model is None
+    if refitted:
+        epochs = int(np.argmax(history["head_val_accuracy"])) + 1
+        every_row = np.arange(len(train_split))
+        head = transfer.refit_head(np.concatenate([v["pooled"][every_row] for v in train_views]),
+                                   np.concatenate([v["labels"][every_row] for v in train_views]),
+                                   classes, epochs, config, log)
+        test_probabilities = head.predict(test["pooled"].astype("float32"), verbose=0)
     blended_test = transfer.blend(test_probabilities, test_imagenet, weight)
     blended_val = transfer.blend(val_probabilities, val_imagenet, weight)
     val_dog = transfer.dog_probability(plain["pooled"][val_rows], kernel, bias)
@@ -116,11 +129,12 @@ def run_transfer(
     unblended = evaluate(test_probabilities, test["labels"], train_split.breeds)
     metrics.update(
         approach=f"transfer {config.backbone}" + (" fine-tuned" if model is not None else " head only"),
-        views=list(views), equalize=equalize, blend_weight=weight,
+        views=list(views), equalize=equalize, blend_weight=weight, refit_on_all_training_images=refitted,
         top1_without_blend=unblended["top1"], validation_top1=round(float(
             np.mean(blended_val.argmax(1) == plain["labels"][val_rows])), 4),
         baseline_top1=baseline["top1"], baseline_top5=baseline["top5"], thresholds=thresholds,
-        train_images=len(fit_rows), validation_images=len(val_rows), test_images=len(test_split),
+        train_images=len(train_split) if refitted else len(fit_rows), validation_images=len(val_rows),
+        test_images=len(test_split),
         timings={**timings, "total_seconds": round(time.perf_counter() - began, 1)},
     )
     log(f"test top-1 {metrics['top1']:.4f} (head alone {unblended['top1']:.4f}, blend weight {weight})")
