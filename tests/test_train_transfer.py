@@ -109,3 +109,30 @@ def test_a_transfer_run_trains_and_saves_a_one_pass_model_that_matches_its_evalu
     accuracy = float(np.mean(breeds.argmax(axis=1) == [s.label for s in test.samples]))
     assert accuracy == pytest.approx(metrics["top1"], abs=1 / 12 + 1e-6)  # float16 cache: one tie may flip
     assert json.loads((run_dir / "config.json").read_text())["backbone"] == backbone
+
+
+def test_a_run_on_some_breeds_keeps_only_their_cached_rows_relabelled(mini_stanford):
+    from train.transfer_run import restrict_to_breeds
+
+    split = read_official(mini_stanford, "train")
+    labels = np.array([s.label for s in split.samples])
+    cached = {"pooled": np.arange(len(split))[:, None].astype("float16"), "labels": labels}
+    chosen, (view,) = restrict_to_breeds(split, [cached], ["maltese dog", "Chihuahua"])
+    assert chosen.breeds == ["Chihuahua", "Maltese dog"]
+    kept = np.flatnonzero(np.isin(labels, [0, 2]))
+    assert view["pooled"][:, 0].tolist() == kept.tolist()
+    assert view["labels"].tolist() == [0 if label == 0 else 1 for label in labels[kept]]
+    assert [s.label for s in chosen.samples] == view["labels"].tolist()
+
+
+def test_the_blend_weight_is_chosen_on_validation_and_ties_go_to_the_lower_log_loss():
+    from train.transfer import blend, choose_blend_weight
+
+    labels = np.array([0, 1, 0, 1])
+    head = np.array([[0.6, 0.4], [0.4, 0.6], [0.6, 0.4], [0.45, 0.55]])  # right, but unsure
+    imagenet_logits = np.array([[3.0, -3.0], [-3.0, 3.0], [3.0, -3.0], [-3.0, 3.0]])  # right and sure
+    weight = choose_blend_weight(head, imagenet_logits, labels)
+    assert weight == 1.5  # every weight is 100% right; the surest is kept
+    assert np.all(blend(head, imagenet_logits, weight).argmax(axis=1) == labels)
+    wrong_logits = -imagenet_logits  # a classifier that is always wrong gets no weight
+    assert choose_blend_weight(head, wrong_logits, labels) == 0.0

@@ -80,8 +80,10 @@ def cache(data, cache, backbone, size, box_crop, equalize, splits, views, weight
 @click.option("--refit/--no-refit", default=False, show_default=True,
               help="Head-only runs: train the head again on all training images once validation chose "
                    "its epochs, blend weight and thresholds.")
+@click.option("--breeds", "breed_names", multiple=True,
+              help="Train on these breeds only (names as in the dataset, e.g. 'boxer'); repeatable. Default: all.")
 def transfer(data, cache, backbone, size, equalize, run_dir, views, head_epochs, fine_tune_epochs,
-             fine_tune_lr, seed, save_model, refit) -> None:
+             fine_tune_lr, seed, save_model, refit, breed_names) -> None:
     """Transfer learning from cached features: new head, then fine-tune the top of the backbone."""
     from train.transfer import TransferConfig
     from train.transfer_run import run_transfer
@@ -89,7 +91,7 @@ def transfer(data, cache, backbone, size, equalize, run_dir, views, head_epochs,
     config = TransferConfig(backbone=backbone, size=size, head_epochs=head_epochs,
                             fine_tune_epochs=fine_tune_epochs, fine_tune_learning_rate=fine_tune_lr, seed=seed)
     metrics = run_transfer(data, cache, run_dir, config, tuple(views), equalize, save_model, refit,
-                           log=lambda line: click.echo(line, err=True))
+                           list(breed_names) or None, log=lambda line: click.echo(line, err=True))
     click.echo(f"{run_dir}: test top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f} "
                f"(no-training baseline {metrics['baseline_top1']:.4f})")
 

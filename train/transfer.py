@@ -179,11 +179,18 @@ def fine_tune(
 
 
 def choose_blend_weight(head_probabilities: np.ndarray, imagenet_logits: np.ndarray, labels: np.ndarray) -> float:
-    """The weight of the ImageNet breed logits that maximises validation accuracy (0 = none)."""
-    head_logits = np.log(np.clip(head_probabilities, 1e-7, 1.0))
+    """The weight of the ImageNet breed logits that maximises validation accuracy (0 = none).
+
+    Ties, common on small validation sets, go to the weight with the lower validation log-loss.
+    """
     candidates = np.round(np.arange(0.0, 1.51, 0.1), 2)
-    scores = [np.mean(np.argmax(head_logits + w * imagenet_logits, axis=1) == labels) for w in candidates]
-    return float(candidates[int(np.argmax(scores))])
+    scores = []
+    for weight in candidates:
+        probabilities = blend(head_probabilities, imagenet_logits, weight)
+        accuracy = np.mean(np.argmax(probabilities, axis=1) == labels)
+        log_loss = -np.mean(np.log(np.clip(probabilities[np.arange(len(labels)), labels], 1e-12, 1.0)))
+        scores.append((accuracy, -log_loss))
+    return float(candidates[max(range(len(candidates)), key=scores.__getitem__)])
 
 
 def blend(head_probabilities: np.ndarray, imagenet_logits: np.ndarray, weight: float) -> np.ndarray:

@@ -15,7 +15,7 @@ import numpy as np
 
 from edge_app.model_file import ModelInfo
 from train import transfer
-from train.dataset import load_split, stratified_indices
+from train.dataset import Dataset, load_split, select_breeds, stratified_indices
 from train.evaluate import evaluate, write_run
 from train.features import cache_dir, load_features
 from train.preprocess import Preprocessing
@@ -35,6 +35,18 @@ def _view_dir(cache: Path, config: transfer.TransferConfig, equalize: bool, spli
     box_crop, cached_view = TRAIN_VIEWS[view]
     preprocessing = Preprocessing(size=config.size, box_crop=box_crop, equalize=equalize)
     return cache_dir(cache, config.backbone, preprocessing, split, cached_view)
+
+
+def restrict_to_breeds(split: Dataset, cached: list[dict], names: list[str]) -> tuple[Dataset, list[dict]]:
+    """The samples and cached rows of some breeds only, relabelled 0..n-1 in the split's order."""
+    chosen = select_breeds(split, breeds=names)
+    old_labels = [split.breeds.index(name) for name in chosen.breeds]
+    rows = [i for i, sample in enumerate(split.samples) if sample.label in old_labels]
+    new_label = np.zeros(len(split.breeds), dtype="int32")
+    new_label[old_labels] = np.arange(len(old_labels))
+    views = [{name: values[rows] for name, values in view.items()} | {"labels": new_label[view["labels"][rows]]}
+             for view in cached]
+    return chosen, views
 
 
 def tune_thresholds(probabilities: np.ndarray, labels: np.ndarray, dog: np.ndarray, precision: float = 0.95) -> dict:
@@ -64,27 +76,31 @@ def tune_thresholds(probabilities: np.ndarray, labels: np.ndarray, dog: np.ndarr
 def run_transfer(
     data: Path, cache: Path, run_dir: Path, config: transfer.TransferConfig,
     views: tuple[str, ...] = ("plain", "flip"), equalize: bool = False, save_model: bool = True,
-    refit: bool = False, log=print,
+    refit: bool = False, breeds: list[str] | None = None, log=print,
 ) -> dict:
     """Train phase 1 (and phase 2 when config.fine_tune_epochs > 0), evaluate on the test split.
 
     With `refit` (head-only runs), the head is trained again on all training images, validation
     included, for the epoch count and with the blend weight and thresholds chosen on validation.
+    `breeds` (names) restricts the whole run to those breeds, read from the same cache.
     """
     began = time.perf_counter()
     train_split = load_split(data, "train")
     test_split = load_split(data, "test")
-    classes, wnids = len(train_split.breeds), train_split.wnids
-    fit_rows, val_rows = stratified_indices([s.label for s in train_split.samples], config.validation_fraction,
-                                            config.seed)
     parts = ("split", "pooled", "labels") if config.fine_tune_epochs > 0 else ("pooled", "labels")
     train_views = [load_features(_view_dir(cache, config, equalize, "train", v), parts) for v in views]
     test = load_features(_view_dir(cache, config, equalize, "test", "plain"), parts)
-    plain = train_views[views.index("plain")] if "plain" in views else train_views[0]
     for view, cached in zip(views, train_views, strict=True):
         if len(cached["labels"]) != len(train_split) or not np.array_equal(
                 cached["labels"], [s.label for s in train_split.samples]):
             raise ValueError(f"cached view {view} does not match the train split; re-run `dogtag train cache`")
+    if breeds:
+        train_split, train_views = restrict_to_breeds(train_split, train_views, breeds)
+        test_split, (test,) = restrict_to_breeds(test_split, [test], breeds)
+    classes, wnids = len(train_split.breeds), train_split.wnids
+    fit_rows, val_rows = stratified_indices([s.label for s in train_split.samples], config.validation_fraction,
+                                            config.seed)
+    plain = train_views[views.index("plain")] if "plain" in views else train_views[0]
 
     def stacked(name: str) -> np.ndarray:
         return np.concatenate([v[name][fit_rows] for v in train_views])
@@ -142,7 +158,8 @@ def run_transfer(
         fine_tuned_top = model.get_layer("fine_tuned_top") if model is not None else None
         metrics["timings"]["inference_ms_per_image"] = save_shipped_model(
             model or head, fine_tuned_top, train_split, weight, thresholds, config, run_dir, log)
-    write_run(run_dir, {**asdict(config), "views": list(views), "equalize": equalize, "data": str(data)},
+    write_run(run_dir, {**asdict(config), "views": list(views), "equalize": equalize, "data": str(data),
+                        "breeds": breeds or "all"},
               metrics, history)
     return metrics
 
