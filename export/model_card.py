@@ -28,6 +28,17 @@ def _percent(value) -> str:
     return "n/a" if value is None else f"{value * 100:.2f}%"
 
 
+def _training_data_sentence(metrics: dict) -> str:
+    if "train_images" not in metrics:
+        return ""
+    if metrics.get("refit_on_all_training_images"):
+        return (f"{metrics['validation_images']} training photos were held out to choose the epochs, the blend "
+                f"weight and the thresholds; the head was then trained again on all {metrics['train_images']} "
+                "training photos. ")
+    return (f"Training used {metrics['train_images']} photos and held out {metrics['validation_images']} "
+            "training photos for validation (early stopping, blend weight, thresholds). ")
+
+
 def model_card(
     info: ModelInfo, run_dir: str | Path, verification: dict | None, command: str, commit: str
 ) -> str:
@@ -63,9 +74,7 @@ def model_card(
         "",
         "Stanford Dogs (Khosla et al., FGVC 2011; images from ImageNet): 120 breeds, official split of "
         "12,000 training and 8,580 test photos. "
-        + (f"Training used {metrics['train_images']} photos and held out {metrics['validation_images']} "
-           "training photos for validation (early stopping, blend weight, thresholds). "
-           if "train_images" in metrics else "")
+        + _training_data_sentence(metrics)
         + "The test split was used only for the figures below; int8 calibration used training photos only.",
         "",
         IMAGENET_CAVEAT,
