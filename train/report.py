@@ -55,10 +55,12 @@ def report(root: Path) -> str:
     if not runs:
         raise FileNotFoundError(f"{root}: no finished runs (no metrics.json below it)")
     lines = ["# Dogtag training runs", "", CAVEAT, ""]
-    baselines = {m["baseline_top1"] for _, _, m in runs if "baseline_top1" in m}
+    baselines = {len(m.get("per_breed", [])): m["baseline_top1"] for _, _, m in runs if "baseline_top1" in m}
     if baselines:
-        lines += [f"No-training baseline, the ImageNet classifier restricted to the breeds, measured on the same "
-                  f"test images: top-1 {', '.join(_percent(b) for b in sorted(baselines))}.", ""]
+        per_count = ", ".join(f"{_percent(top1)} on {count} breeds" for count, top1 in sorted(baselines.items(),
+                                                                                          reverse=True))
+        lines += ["No-training baseline, the ImageNet classifier restricted to the breeds, measured with the same "
+                  f"code on the same test images: top-1 {per_count}.", ""]
     lines += comparison_table(runs)
     lines += ["", "Training seconds are wall-clock on the machine in each run's config.json, counted from cached "
               "features for transfer runs (caching the frozen backbone is a one-off cost, reported separately)."]
