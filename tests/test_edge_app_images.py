@@ -180,6 +180,20 @@ def test_an_unreadable_file_is_refused_with_a_permission_message(tmp_path):
         photo.chmod(0o644)
 
 
+def test_a_photo_the_system_refuses_to_open_is_refused_with_a_permission_message(tmp_path, monkeypatch):
+    """The same case as above where tests run as root (chmod does not stop root): the OS error is simulated."""
+    import edge_app.images
+
+    photo = make_photo(tmp_path / "locked.jpg", (16, 16))
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(photo))
+
+    monkeypatch.setattr(edge_app.images.Image, "open", refuse)
+    with pytest.raises(PhotoError, match="permission denied"):
+        load_photo(photo, (8, 8))
+
+
 def test_the_walk_finds_photos_in_sub_folders_sorted_and_skips_hidden_files_and_link_loops(tmp_path):
     for name in ["b.jpg", "a.PNG", "sub/c.webp", "sub/deeper/d.tif", ".hidden/e.jpg", "._f.jpg", "notes.txt"]:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
