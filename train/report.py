@@ -9,6 +9,11 @@ CAVEAT = ("Stanford Dogs' images come from ImageNet: ImageNet-pretrained models 
           "baseline) have very likely seen these test images during pretraining, which flatters them.")
 
 
+RESNET_NOTE = ("ResNet50 is a supported backbone, but its ImageNet weights cannot be downloaded on the machines "
+               "these runs were made on, so it has no row here: its whole code path (cache, head, fine-tuning, "
+               "one-pass model) is tested on generated images with random weights (tests/test_train_transfer.py).")
+
+
 def read_runs(root: Path) -> list[tuple[str, dict, dict]]:
     """(run name, config, metrics) of every run folder below `root` that has finished."""
     runs = []
@@ -55,13 +60,20 @@ def report(root: Path) -> str:
     if not runs:
         raise FileNotFoundError(f"{root}: no finished runs (no metrics.json below it)")
     lines = ["# Dogtag training runs", "", CAVEAT, ""]
-    baselines = {len(m.get("per_breed", [])): m["baseline_top1"] for _, _, m in runs if "baseline_top1" in m}
+    baselines = {(len(m.get("per_breed", [])), bool(m.get("equalize"))): m["baseline_top1"]
+                 for _, _, m in runs if "baseline_top1" in m}
     if baselines:
-        per_count = ", ".join(f"{_percent(top1)} on {count} breeds" for count, top1 in sorted(baselines.items(),
-                                                                                          reverse=True))
+        per_count = ", ".join(
+            f"{_percent(top1)} on {count} breeds" + (" (equalized images)" if equalized else "")
+            for (count, equalized), top1 in sorted(baselines.items(), key=lambda item: (-item[0][0], item[0][1])))
         lines += ["No-training baseline, the ImageNet classifier restricted to the breeds, measured with the same "
                   f"code on the same test images: top-1 {per_count}.", ""]
     lines += comparison_table(runs)
-    lines += ["", "Training seconds are wall-clock on the machine in each run's config.json, counted from cached "
-              "features for transfer runs (caching the frozen backbone is a one-off cost, reported separately)."]
+    lines += ["", "Training seconds are wall-clock on the machine in each run's config.json; for transfer runs they "
+              "start from cached backbone features (the one-off caching pass is not included). Inference ms/img is "
+              "the saved Keras model on a batch of 32 on the CPU, not the exported edge model.", "",
+              "Training data: plain = the images as they are, flip = mirrored copies, box = cropped to the annotated "
+              "dog, aug1 = one randomly augmented copy (flip, crop, rotation, shift, shear, zoom), equalized = "
+              "histogram-equalized train and test images.", "",
+              RESNET_NOTE]
     return "\n".join(lines) + "\n"
