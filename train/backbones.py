@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -119,10 +118,3 @@ def imagenet_indices_of(wnids: list[str]) -> np.ndarray:
     if missing:
         raise ValueError(f"breeds not among ImageNet classes (cannot use the ImageNet head): {missing[:5]}")
     return np.array([by_wnid[w] for w in wnids], dtype="int64")
-
-
-def keras_home_has(spec: BackboneSpec, include_top: bool) -> bool:
-    """True when the ImageNet weights are already in KERAS_HOME (no download needed)."""
-    home = Path(keras.config.keras_home() if hasattr(keras.config, "keras_home") else "~/.keras")
-    file_name = spec.weight_file.format(top="" if include_top else "_no_top")
-    return (home.expanduser() / "models" / file_name).is_file()

@@ -26,7 +26,6 @@ from train.backbones import (
     imagenet_indices_of,
     pixel_scaling_layer,
 )
-from train.features import load_features
 
 
 @dataclass(frozen=True)
@@ -249,8 +248,3 @@ class _EpochLog(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         scores = " ".join(f"{k}={v:.4f}" for k, v in (logs or {}).items())
         self.log(f"{self.phase} epoch {epoch + 1}: {scores} ({time.perf_counter() - self.started:.0f}s)")
-
-
-def load_cached_views(directory_of, views: tuple[str, ...], parts=("split", "pooled", "labels")) -> list[dict]:
-    """Cached features of several views of the same split (rows aligned with the split's samples)."""
-    return [load_features(directory_of(view), parts) for view in views]
