@@ -223,6 +223,7 @@ def plot(report: dict, path: Path) -> str | None:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import FuncFormatter
     except ImportError:
         return "matplotlib is not installed (pip install matplotlib)"
     rows = [row for row in report["rows"] if row.get("top1") is not None and row.get("latency_p50_ms")]
@@ -238,6 +239,10 @@ def plot(report: dict, path: Path) -> str | None:
                      marker=markers.get(row["threads"], "o"), label=f"{row['model']} ({_threads(row['threads'])})")
     axes.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8, frameon=False)
     axes.set_xscale("log")
+    # Plain numbers at 1, 2, 5, 10, 20, 50 ... ms instead of overlapping powers of ten.
+    plain = FuncFormatter(lambda value, _: f"{value:g}" if f"{value:g}"[0] in "125" else "")
+    axes.xaxis.set_major_formatter(plain)
+    axes.xaxis.set_minor_formatter(plain)
     axes.set_xlabel("single-photo latency p50 (ms, log scale)")
     axes.set_ylabel("top-1 accuracy (%)")
     axes.set_title(f"Dogtag: accuracy vs latency, {report['photos']['count']} test photos\n{report['machine']['cpu']}",
