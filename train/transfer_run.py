@@ -6,7 +6,6 @@ written by train.evaluate.write_run, and the no-training baseline measured on th
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -184,7 +183,3 @@ def save_shipped_model(head, fine_tuned_top, dataset, weight: float, thresholds:
     milliseconds = (time.perf_counter() - started) / len(batch) * 1000
     log(f"saved {run_dir / 'model.keras'} ({milliseconds:.1f} ms per image in Keras on this CPU)")
     return round(milliseconds, 2)
-
-
-def read_metrics(run_dir: Path) -> dict:
-    return json.loads((run_dir / "metrics.json").read_text())
