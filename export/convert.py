@@ -76,9 +76,13 @@ def serving_function(model: keras.Model, info: ModelInfo):
 
 
 def to_tflite(
-    model: keras.Model, info: ModelInfo, kind: str = "float32", calibration: np.ndarray | None = None
+    model: keras.Model, info: ModelInfo, kind: str = "float32", calibration: np.ndarray | None = None,
+    quantized_outputs: bool = False,
 ) -> bytes:
     """Convert to a TFLite flatbuffer; kind is float32, float16, dynamic or int8 (needs calibration).
+
+    int8 models keep float32 outputs unless `quantized_outputs` (uint8 outputs, as some
+    integer-only accelerators want them).
 
     The model is saved as a SavedModel first (Keras' ExportArchive tracks its variables, which a
     bare concrete function would leave unfrozen), then converted.
@@ -98,7 +102,9 @@ def to_tflite(
         elif kind == "int8":
             converter.representative_dataset = lambda: ({INPUT_NAME: image[None]} for image in calibration)
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            converter.inference_input_type = tf.uint8  # raw pixels in; outputs stay float32
+            converter.inference_input_type = tf.uint8  # raw pixels in
+            if quantized_outputs:
+                converter.inference_output_type = tf.uint8
         elif kind not in ("float32", "dynamic"):
             raise ValueError(f"unknown TFLite kind {kind!r}")
         return converter.convert()

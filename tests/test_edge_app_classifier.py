@@ -3,7 +3,6 @@ confidence, top-k and dog probability, and a model that cannot be trusted is ref
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -137,25 +136,11 @@ def test_a_file_that_is_not_a_model_is_refused(tmp_path):
 
 def uint8_output_tflite(run: Path, path: Path) -> Path:
     """An int8 TFLite of the tiny run whose outputs are uint8 too (as some converters leave them)."""
-    import keras
-    import tensorflow as tf
-
-    from export.convert import INPUT_NAME, file_info, load_run, serving_function
+    from export.convert import file_info, load_run, to_tflite
     from export.metadata import embed_tflite_info
 
     model, info = load_run(run)
     calibration, _, _ = training_photos(64, len(TINY_LABELS), seed=1)
-    with tempfile.TemporaryDirectory() as saved_model:
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        archive.add_endpoint("serving_default", serving_function(model, info))
-        archive.write_out(saved_model, verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ({INPUT_NAME: image[None]} for image in calibration)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.uint8
-        converter.inference_output_type = tf.uint8
-        data = converter.convert()
+    data = to_tflite(model, info, "int8", calibration, quantized_outputs=True)
     path.write_bytes(embed_tflite_info(data, file_info(info, "tflite_int8", has_dog=True)))
     return path
