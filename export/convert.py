@@ -236,6 +236,7 @@ def export_files(
     calibration: np.ndarray | None = None,
     onnx_calibration: Iterable[str] = (DEFAULT_CALIBRATION,),
     stem: str = "dogtag",
+    int8_float_layers: int = INT8_FLOAT_LAYERS,
     log=print,
 ) -> dict[str, Path]:
     """Write `model` in every format to `out_dir` as <stem>_<format>.<ext>; returns name -> path.
@@ -252,7 +253,8 @@ def export_files(
     for name in parse_formats(formats):
         if name.startswith("tflite_"):
             exports = {name: embed_tflite_info(
-                to_tflite(model, info, name.removeprefix("tflite_"), calibration), file_info(info, name, has_dog)
+                to_tflite(model, info, name.removeprefix("tflite_"), calibration, float_layers=int8_float_layers),
+                file_info(info, name, has_dog)
             )}
         else:
             float_onnx = float_onnx if float_onnx is not None else to_onnx(model, info)
