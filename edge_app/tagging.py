@@ -43,7 +43,9 @@ from edge_app.results import (
 from edge_app.walk import find_photos, printable_path
 from edge_app.xmp import XmpError, add_breed_keyword
 
-DEFAULT_BATCH_SIZE = 16
+# Photos per model call. 8 measured: same speed as 16 (386 vs 359 photos/s on 2 cores) and 115 MB peak memory
+# instead of 156 with the bundled model, whose float depthwise layers hold float activations per photo.
+DEFAULT_BATCH_SIZE = 8
 UNSURE_FOLDER, NOT_A_DOG_FOLDER = "_unsure", "_not_a_dog"
 
 
