@@ -136,3 +136,18 @@ def test_the_blend_weight_is_chosen_on_validation_and_ties_go_to_the_lower_log_l
     assert np.all(blend(head, imagenet_logits, weight).argmax(axis=1) == labels)
     wrong_logits = -imagenet_logits  # a classifier that is always wrong gets no weight
     assert choose_blend_weight(head, wrong_logits, labels) == 0.0
+
+
+def test_training_runs_on_the_cpu_with_one_replica_where_no_gpu_or_tpu_is_present(monkeypatch):
+    import tensorflow as tf
+
+    from train.devices import distribution_strategy
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("a GPU is present: this checks the CPU fallback")
+    for variable in ("TPU_NAME", "COLAB_TPU_ADDR"):
+        monkeypatch.delenv(variable, raising=False)
+    distribution_strategy.cache_clear()
+    strategy = distribution_strategy()
+    assert strategy.num_replicas_in_sync == 1
+    assert not isinstance(strategy, (tf.distribute.MirroredStrategy, tf.distribute.TPUStrategy))

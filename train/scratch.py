@@ -29,6 +29,7 @@ import tensorflow as tf
 
 from edge_app.model_file import ModelInfo
 from train.dataset import Dataset, load_split, select_breeds, stratified_indices
+from train.devices import distribution_strategy
 from train.evaluate import evaluate, write_run
 from train.pipeline import image_dataset
 from train.preprocess import Augmentation, Preprocessing, augmentation_layers
@@ -340,15 +341,16 @@ def train_model(
     keras.utils.set_random_seed(params.seed)
     progress = Progress(checkpoint_dir, params.patience, time_limit_s, log)
     steps = steps_per_epoch(len(images), params.batch_size)
-    if (checkpoint_dir / "last.keras").exists():
-        model = keras.models.load_model(checkpoint_dir / "last.keras")
-        _decay_kernels_only(model.optimizer)
-        log(f"resuming from {checkpoint_dir / 'last.keras'} after epoch {progress.state['epoch']}")
-    else:
-        model = build_model(params, classes)
-        if init_from is not None:
-            warm_start(model, init_from, log)
-        compile_model(model, params, steps)
+    with distribution_strategy().scope():
+        if (checkpoint_dir / "last.keras").exists():
+            model = keras.models.load_model(checkpoint_dir / "last.keras")
+            _decay_kernels_only(model.optimizer)
+            log(f"resuming from {checkpoint_dir / 'last.keras'} after epoch {progress.state['epoch']}")
+        else:
+            model = build_model(params, classes)
+            if init_from is not None:
+                warm_start(model, init_from, log)
+            compile_model(model, params, steps)
     if not progress.finished and progress.state["epoch"] < params.epochs:
         model.fit(
             training_batches(images, labels, classes, params.batch_size, params.augmentation,

@@ -26,6 +26,7 @@ from train.backbones import (
     imagenet_indices_of,
     pixel_scaling_layer,
 )
+from train.devices import distribution_strategy
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,11 @@ def dog_probability(pooled: np.ndarray, kernel: np.ndarray, bias: np.ndarray) ->
 
 def _head_model(features: int, classes: int, config: TransferConfig) -> keras.Model:
     keras.utils.set_random_seed(config.seed)
+    with distribution_strategy().scope():
+        return _compiled_head(features, classes, config)
+
+
+def _compiled_head(features: int, classes: int, config: TransferConfig) -> keras.Model:
     inputs = keras.Input((features,), name="pooled")
     x = keras.layers.Dropout(config.head_dropout)(inputs)
     outputs = keras.layers.Dense(classes, activation="softmax", name="breed_head")(x)
@@ -142,25 +148,26 @@ def fine_tune(
 ) -> tuple[keras.Model, dict]:
     """Phase 2: fine-tune the top of the backbone and the head; resumes from `checkpoint_dir`."""
     keras.utils.set_random_seed(config.seed)
-    top = top_of_backbone(config.backbone, config.size, config.weights, config.fine_tune_from)
-    inputs = keras.Input(activations.shape[1:], name="split_activations")
-    x = inputs
-    if config.feature_shift > 0:
-        x = keras.layers.RandomTranslation(config.feature_shift, config.feature_shift, fill_mode="nearest",
-                                           seed=config.seed, name="shift_activations")(x)
-    x = top(x)
-    x = keras.layers.Dropout(config.fine_tune_dropout)(x)
-    dense = keras.layers.Dense(classes, activation="softmax", name="breed_head")
-    outputs = dense(x)
-    model = keras.Model(inputs, outputs, name="fine_tune")
-    dense.set_weights(head.get_layer("breed_head").get_weights())
-    steps = config.fine_tune_epochs * int(np.ceil(len(labels) / config.batch_size))
-    model.compile(
-        optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(
-            config.fine_tune_learning_rate, steps)),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-        metrics=["accuracy"],
-    )
+    with distribution_strategy().scope():
+        top = top_of_backbone(config.backbone, config.size, config.weights, config.fine_tune_from)
+        inputs = keras.Input(activations.shape[1:], name="split_activations")
+        x = inputs
+        if config.feature_shift > 0:
+            x = keras.layers.RandomTranslation(config.feature_shift, config.feature_shift, fill_mode="nearest",
+                                               seed=config.seed, name="shift_activations")(x)
+        x = top(x)
+        x = keras.layers.Dropout(config.fine_tune_dropout)(x)
+        dense = keras.layers.Dense(classes, activation="softmax", name="breed_head")
+        outputs = dense(x)
+        model = keras.Model(inputs, outputs, name="fine_tune")
+        dense.set_weights(head.get_layer("breed_head").get_weights())
+        steps = config.fine_tune_epochs * int(np.ceil(len(labels) / config.batch_size))
+        model.compile(
+            optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(
+                config.fine_tune_learning_rate, steps)),
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+            metrics=["accuracy"],
+        )
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     history = model.fit(
         activations, keras.utils.to_categorical(labels, classes),
