@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import keras
 import tensorflow as tf
 
-RESIZE_MODES = ("squash", "crop")
+from edge_app.model_file import RESIZE_MODES  # one list for training and the edge side
 
 
 @dataclass(frozen=True)

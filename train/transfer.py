@@ -76,21 +76,18 @@ def dog_probability(pooled: np.ndarray, kernel: np.ndarray, bias: np.ndarray) ->
 
 
 def _head_model(features: int, classes: int, config: TransferConfig) -> keras.Model:
+    """The compiled phase-1 head: dropout and a softmax layer on pooled features."""
     keras.utils.set_random_seed(config.seed)
     with distribution_strategy().scope():
-        return _compiled_head(features, classes, config)
-
-
-def _compiled_head(features: int, classes: int, config: TransferConfig) -> keras.Model:
-    inputs = keras.Input((features,), name="pooled")
-    x = keras.layers.Dropout(config.head_dropout)(inputs)
-    outputs = keras.layers.Dense(classes, activation="softmax", name="breed_head")(x)
-    head = keras.Model(inputs, outputs, name="head")
-    head.compile(
-        optimizer=keras.optimizers.Adam(config.head_learning_rate),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-        metrics=["accuracy"],
-    )
+        inputs = keras.Input((features,), name="pooled")
+        x = keras.layers.Dropout(config.head_dropout)(inputs)
+        outputs = keras.layers.Dense(classes, activation="softmax", name="breed_head")(x)
+        head = keras.Model(inputs, outputs, name="head")
+        head.compile(
+            optimizer=keras.optimizers.Adam(config.head_learning_rate),
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+            metrics=["accuracy"],
+        )
     return head
 
 
