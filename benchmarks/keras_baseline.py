@@ -110,6 +110,8 @@ def load_keras(model_path: str | os.PathLike, threads: int):
     tf.config.threading.set_inter_op_parallelism_threads(threads)
     import keras
 
+    import train.layers  # noqa: F401  (registers the layers a shipped model may hold)
+
     model_path, info = keras_files(model_path)
     model = keras.models.load_model(model_path, compile=False)
     shapes = {name: tuple(output.shape) for name, output in zip(model.output_names, model.outputs, strict=True)}

@@ -26,6 +26,7 @@ import tensorflow as tf
 from edge_app.model_file import ModelInfo, check_outputs, parse_model_info
 from export.formats import CALIBRATION_METHODS, DEFAULT_CALIBRATION, FORMATS, parse_formats
 from export.metadata import embed_onnx_info, embed_tflite_info
+from train import layers as _shipped_layers  # noqa: F401  (registers MirrorImage for load_model)
 
 INPUT_NAME = "pixels"
 ONNX_OPSET = 17

@@ -49,10 +49,10 @@ def random_weights(tmp_path_factory):
     return weights_of
 
 
-def cache_everything(root, cache, backbone, weights):
+def cache_everything(root, cache, backbone, weights, test_views=("plain",)):
     extractor = feature_extractor(backbone, SIZE, weights=weights)
     preprocessing = Preprocessing(size=SIZE)
-    for split, views in (("train", ("plain", "flip")), ("test", ("plain",))):
+    for split, views in (("train", ("plain", "flip")), ("test", test_views)):
         dataset = read_official(root, split)
         for view in views:
             cache_features(dataset, cache_dir(cache, backbone, preprocessing, split, view), extractor,
@@ -109,6 +109,31 @@ def test_a_transfer_run_trains_and_saves_a_one_pass_model_that_matches_its_evalu
     accuracy = float(np.mean(breeds.argmax(axis=1) == [s.label for s in test.samples]))
     assert accuracy == pytest.approx(metrics["top1"], abs=1 / 12 + 1e-6)  # float16 cache: one tie may flip
     assert json.loads((run_dir / "config.json").read_text())["backbone"] == backbone
+
+
+def test_with_flip_tta_the_model_looks_at_the_photo_and_its_mirror_and_averages(
+        mini_stanford, tmp_path, offline_class_index, random_weights):
+    cache, run_dir = tmp_path / "cache", tmp_path / "run"
+    weights = random_weights("mobilenet_v2")
+    cache_everything(mini_stanford, cache, "mobilenet_v2", weights, test_views=("plain", "flip"))
+    config = TransferConfig(size=SIZE, weights=weights, head_epochs=2, fine_tune_epochs=0, batch_size=8,
+                            validation_fraction=0.34, flip_tta=True)
+    with pytest.raises(ValueError, match="flip view"):
+        run_transfer(mini_stanford, cache, run_dir, config, ("plain",), log=lambda line: None)
+    metrics = run_transfer(mini_stanford, cache, run_dir, config, ("plain", "flip"), log=lambda line: None)
+    assert metrics["flip_tta"] is True
+    assert parse_model_info((run_dir / "model_info.json").read_text()).extra["flip_tta"] is True
+
+    model = keras.saving.load_model(run_dir / "model.keras")  # MirrorImage is registered by train.layers
+    test = read_official(mini_stanford, "test")
+    images = np.concatenate([x.numpy() for x, _ in image_dataset(test, Preprocessing(size=SIZE))])
+    breeds, dog = model.predict(images, verbose=0)
+    mirrored_breeds, mirrored_dog = model.predict(images[:, :, ::-1], verbose=0)
+    # Both looks are averaged, so a photo and its mirror get the same answer.
+    np.testing.assert_allclose(mirrored_breeds, breeds, atol=1e-5)
+    np.testing.assert_allclose(mirrored_dog, dog, atol=1e-5)
+    accuracy = float(np.mean(breeds.argmax(axis=1) == [s.label for s in test.samples]))
+    assert accuracy == pytest.approx(metrics["top1"], abs=1 / 12 + 1e-6)
 
 
 def test_a_run_on_some_breeds_keeps_only_their_cached_rows_relabelled(mini_stanford):

@@ -82,14 +82,18 @@ def cache(data, cache, backbone, size, box_crop, equalize, splits, views, weight
                    "its epochs, blend weight and thresholds.")
 @click.option("--breeds", "breed_names", multiple=True,
               help="Train on these breeds only (names as in the dataset, e.g. 'boxer'); repeatable. Default: all.")
+@click.option("--flip-tta/--no-flip-tta", default=False, show_default=True,
+              help="The model also looks at each photo mirrored and averages (twice the compute); evaluated on "
+                   "the cached test-flip view, so run `dogtag train cache --split test --view flip` first.")
 def transfer(data, cache, backbone, size, equalize, run_dir, views, head_epochs, fine_tune_epochs,
-             fine_tune_lr, seed, save_model, refit, breed_names) -> None:
+             fine_tune_lr, seed, save_model, refit, breed_names, flip_tta) -> None:
     """Transfer learning from cached features: new head, then fine-tune the top of the backbone."""
     from train.transfer import TransferConfig
     from train.transfer_run import run_transfer
 
     config = TransferConfig(backbone=backbone, size=size, head_epochs=head_epochs,
-                            fine_tune_epochs=fine_tune_epochs, fine_tune_learning_rate=fine_tune_lr, seed=seed)
+                            fine_tune_epochs=fine_tune_epochs, fine_tune_learning_rate=fine_tune_lr, seed=seed,
+                            flip_tta=flip_tta)
     metrics = run_transfer(data, cache, run_dir, config, tuple(views), equalize, save_model, refit,
                            list(breed_names) or None, log=lambda line: click.echo(line, err=True))
     click.echo(f"{run_dir}: test top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f} "

@@ -27,6 +27,7 @@ from train.backbones import (
     pixel_scaling_layer,
 )
 from train.devices import distribution_strategy
+from train.layers import MirrorImage
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class TransferConfig:
     batch_size: int = 64
     validation_fraction: float = 0.1
     seed: int = 0
+    flip_tta: bool = False  # the shipped model also looks at the mirrored photo and averages (2x the compute)
 
 
 def imagenet_classifier(backbone: str, size: int, weights: str | None = "imagenet") -> tuple[np.ndarray, np.ndarray]:
@@ -197,8 +199,13 @@ def choose_blend_weight(head_probabilities: np.ndarray, imagenet_logits: np.ndar
 
 
 def blend(head_probabilities: np.ndarray, imagenet_logits: np.ndarray, weight: float) -> np.ndarray:
-    """Breed probabilities from the head's log-probabilities plus weighted ImageNet breed logits."""
-    return softmax(np.log(np.clip(head_probabilities, 1e-7, 1.0)) + weight * imagenet_logits)
+    """Breed probabilities from the head's log-probabilities plus weighted ImageNet breed logits.
+
+    Several looks at the same photos (flip test-time augmentation) come stacked on a leading axis
+    and their blended logits are averaged, as the shipped model does.
+    """
+    logits = np.log(np.clip(head_probabilities, 1e-7, 1.0)) + weight * imagenet_logits
+    return softmax(logits.mean(axis=0) if logits.ndim == 3 else logits)
 
 
 def assemble(
@@ -207,33 +214,43 @@ def assemble(
 ) -> keras.Model:
     """The shipped Keras model: raw RGB pixels [0, 255] -> [breed probabilities, dog probability].
 
-    One forward pass. Without fine-tuning, the head sits on the ImageNet backbone's pooled features
-    beside its ImageNet classifier. With a fine-tuned top, the frozen bottom of the backbone feeds
-    both the fine-tuned top (new head) and the original top (ImageNet classifier). The ImageNet
-    classifier gives the blended breed logits and the dog probability. Standard layers only, so
-    the model saves, loads and converts without custom code.
+    Without fine-tuning, the head sits on the ImageNet backbone's pooled features beside its
+    ImageNet classifier. With a fine-tuned top, the frozen bottom of the backbone feeds both the
+    fine-tuned top (new head) and the original top (ImageNet classifier). The ImageNet classifier
+    gives the blended breed logits and the dog probability. With config.flip_tta the same layers
+    also run on the mirrored photo and both looks are averaged (logits, ImageNet probabilities).
+    Standard layers plus MirrorImage, so the exported files need no custom code.
     """
     spec = backbone_spec(config.backbone)
     base = build_backbone(config.backbone, config.size, weights=config.weights, include_top=True)
     kernel, bias = base.layers[-1].get_weights()
     both = keras.Model(base.input, [base.get_layer(spec.split_layer).output, base.layers[-2].output],
                        name="imagenet_backbone")
-    pixels = keras.Input((config.size, config.size, 3), name="pixels")
-    activations, imagenet_pooled = both(pixel_scaling_layer(spec)(pixels))
     trained = head.get_layer("breed_head")
     classes = trained.units
     new_head = keras.layers.Dense(classes, name="head_logits")
-    head_logits = new_head(fine_tuned_top(activations) if fine_tuned_top is not None else imagenet_pooled)
-    new_head.set_weights(trained.get_weights())
     indices = imagenet_indices_of(wnids)
     imagenet_breeds = keras.layers.Dense(classes, name="imagenet_breed_logits", trainable=False)
-    imagenet_logits = imagenet_breeds(imagenet_pooled)
-    imagenet_breeds.set_weights([kernel[:, indices] * blend_weight, bias[indices] * blend_weight])
-    logits = keras.layers.Add(name="blended_logits")([head_logits, imagenet_logits])
-    breeds = keras.layers.Softmax(name="breeds")(logits)
     imagenet = keras.layers.Dense(1000, activation="softmax", name="imagenet_classifier", trainable=False)
-    imagenet_probabilities = imagenet(imagenet_pooled)
+
+    def look(scaled):
+        activations, imagenet_pooled = both(scaled)
+        head_logits = new_head(fine_tuned_top(activations) if fine_tuned_top is not None else imagenet_pooled)
+        logits = keras.layers.Add()([head_logits, imagenet_breeds(imagenet_pooled)])
+        return logits, imagenet(imagenet_pooled)
+
+    pixels = keras.Input((config.size, config.size, 3), name="pixels")
+    scaled = pixel_scaling_layer(spec)(pixels)
+    logits, imagenet_probabilities = look(scaled)
+    if config.flip_tta:
+        mirrored_logits, mirrored_probabilities = look(MirrorImage(name="mirror")(scaled))
+        logits = keras.layers.Average(name="flip_tta_logits")([logits, mirrored_logits])
+        imagenet_probabilities = keras.layers.Average(name="flip_tta_imagenet")(
+            [imagenet_probabilities, mirrored_probabilities])
+    new_head.set_weights(trained.get_weights())
+    imagenet_breeds.set_weights([kernel[:, indices] * blend_weight, bias[indices] * blend_weight])
     imagenet.set_weights([kernel, bias])
+    breeds = keras.layers.Softmax(name="breeds")(logits)
     dog_sum = keras.layers.Dense(1, use_bias=False, name="dog", trainable=False)
     dog = dog_sum(imagenet_probabilities)
     indicator = np.zeros((1000, 1), dtype="float32")

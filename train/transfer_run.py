@@ -82,32 +82,47 @@ def run_transfer(
     With `refit` (head-only runs), the head is trained again on all training images, validation
     included, for the epoch count and with the blend weight and thresholds chosen on validation.
     `breeds` (names) restricts the whole run to those breeds, read from the same cache.
+    With config.flip_tta, validation and test photos are seen twice, as they are and mirrored
+    (cached "flip" views), as the shipped model then does.
     """
+    if config.flip_tta and "flip" not in views:
+        raise ValueError("flip test-time augmentation needs the flip view among the training views (--view flip)")
     began = time.perf_counter()
     train_split = load_split(data, "train")
     test_split = load_split(data, "test")
     parts = ("split", "pooled", "labels") if config.fine_tune_epochs > 0 else ("pooled", "labels")
     train_views = [load_features(_view_dir(cache, config, equalize, "train", v), parts) for v in views]
-    test = load_features(_view_dir(cache, config, equalize, "test", "plain"), parts)
+    test_looks = ("plain", "flip") if config.flip_tta else ("plain",)
+    tests = [load_features(_view_dir(cache, config, equalize, "test", look), parts) for look in test_looks]
     for view, cached in zip(views, train_views, strict=True):
         if len(cached["labels"]) != len(train_split) or not np.array_equal(
                 cached["labels"], [s.label for s in train_split.samples]):
             raise ValueError(f"cached view {view} does not match the train split; re-run `dogtag train cache`")
     if breeds:
         train_split, train_views = restrict_to_breeds(train_split, train_views, breeds)
-        test_split, (test,) = restrict_to_breeds(test_split, [test], breeds)
+        test_split, tests = restrict_to_breeds(test_split, tests, breeds)
+    test = tests[0]
     classes, wnids = len(train_split.breeds), train_split.wnids
     fit_rows, val_rows = stratified_indices([s.label for s in train_split.samples], config.validation_fraction,
                                             config.seed)
     plain = train_views[views.index("plain")] if "plain" in views else train_views[0]
+    # What the model sees of each validation and test photo: one look, or the photo and its mirror.
+    val_looks = [plain] + ([train_views[views.index("flip")]] if config.flip_tta else [])
 
     def stacked(name: str) -> np.ndarray:
         return np.concatenate([v[name][fit_rows] for v in train_views])
 
+    def per_look(predict, looks, rows=slice(None)) -> np.ndarray:
+        return np.stack([predict(look, rows) for look in looks])
+
     kernel, bias = transfer.imagenet_classifier(config.backbone, config.size, config.weights)
-    test_imagenet = transfer.imagenet_breed_logits(test["pooled"], kernel, bias, wnids)
-    val_imagenet = transfer.imagenet_breed_logits(plain["pooled"][val_rows], kernel, bias, wnids)
-    baseline = evaluate(transfer.softmax(test_imagenet), test["labels"], train_split.breeds)
+
+    def imagenet_logits(look, rows):
+        return transfer.imagenet_breed_logits(look["pooled"][rows], kernel, bias, wnids)
+
+    test_imagenet = per_look(imagenet_logits, tests)
+    val_imagenet = per_look(imagenet_logits, val_looks, val_rows)
+    baseline = evaluate(transfer.softmax(test_imagenet[0]), test["labels"], train_split.breeds)
     log(f"no-training baseline (ImageNet classifier restricted to the breeds): top-1 {baseline['top1']:.4f}")
 
     head, history = transfer.train_head(stacked("pooled"), stacked("labels"), plain["pooled"][val_rows],
@@ -121,12 +136,15 @@ def run_transfer(
             head, classes, config, run_dir / "checkpoints", log)
         history.update(fine_history)
         timings["fine_tune_seconds"] = round(time.perf_counter() - started, 1)
-        val_probabilities = model.predict(plain["split"][val_rows], batch_size=128, verbose=0)
-        test_probabilities = model.predict(test["split"], batch_size=128, verbose=0)
-    else:
-        val_probabilities = head.predict(plain["pooled"][val_rows].astype("float32"), verbose=0)
-        test_probabilities = head.predict(test["pooled"].astype("float32"), verbose=0)
 
+        def probabilities(look, rows):
+            return model.predict(look["split"][rows], batch_size=128, verbose=0)
+    else:
+        def probabilities(look, rows):
+            return head.predict(look["pooled"][rows].astype("float32"), verbose=0)
+
+    val_probabilities = per_look(probabilities, val_looks, val_rows)
+    test_probabilities = per_look(probabilities, tests)
     weight = transfer.choose_blend_weight(val_probabilities, val_imagenet, plain["labels"][val_rows])
     refitted = refit and model is None
     if refitted:
@@ -135,16 +153,17 @@ def run_transfer(
         head = transfer.refit_head(np.concatenate([v["pooled"][every_row] for v in train_views]),
                                    np.concatenate([v["labels"][every_row] for v in train_views]),
                                    classes, epochs, config, log)
-        test_probabilities = head.predict(test["pooled"].astype("float32"), verbose=0)
+        test_probabilities = per_look(probabilities, tests)
     blended_test = transfer.blend(test_probabilities, test_imagenet, weight)
     blended_val = transfer.blend(val_probabilities, val_imagenet, weight)
-    val_dog = transfer.dog_probability(plain["pooled"][val_rows], kernel, bias)
+    val_dog = per_look(lambda look, rows: transfer.dog_probability(look["pooled"][rows], kernel, bias),
+                       val_looks, val_rows).mean(axis=0)
     thresholds = tune_thresholds(blended_val, plain["labels"][val_rows], val_dog)
     metrics = evaluate(blended_test, test["labels"], train_split.breeds)
-    unblended = evaluate(test_probabilities, test["labels"], train_split.breeds)
+    unblended = evaluate(test_probabilities.mean(axis=0), test["labels"], train_split.breeds)
     metrics.update(
         approach=f"transfer {config.backbone}" + (" fine-tuned" if model is not None else " head only"),
-        views=list(views), equalize=equalize, blend_weight=weight, refit_on_all_training_images=refitted,
+        views=list(views), equalize=equalize, flip_tta=config.flip_tta, blend_weight=weight, refit_on_all_training_images=refitted,
         top1_without_blend=unblended["top1"], validation_top1=round(float(
             np.mean(blended_val.argmax(1) == plain["labels"][val_rows])), 4),
         baseline_top1=baseline["top1"], baseline_top5=baseline["top5"], thresholds=thresholds,
@@ -173,7 +192,7 @@ def save_shipped_model(head, fine_tuned_top, dataset, weight: float, thresholds:
         labels=tuple(dataset.breeds), input_size=(config.size, config.size), resize="squash",
         min_confidence=thresholds["min_confidence"], min_dog=thresholds["min_dog"],
         model_version=f"{config.backbone}-{config.size}-{run_dir.name}", breeds_output="breeds", dog_output="dog",
-        extra={"wnids": list(dataset.wnids), "backbone": config.backbone},
+        extra={"wnids": list(dataset.wnids), "backbone": config.backbone, "flip_tta": config.flip_tta},
     )
     (run_dir / "model_info.json").write_text(info.to_json())
     batch = np.random.default_rng(0).uniform(0, 255, (32, config.size, config.size, 3)).astype("float32")
