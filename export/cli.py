@@ -40,16 +40,19 @@ from train.cli import data_option
 @click.option("--int8-float-layers", type=click.IntRange(min=0), default=None,
               help="Depthwise layers of the int8 TFLite model kept in float, the ones quantization hurts most "
                    "[default: 3]; 0 quantizes everything (integer-only accelerators).")
+@click.option("--onnx-wide-depthwise", type=click.IntRange(min=0), default=None,
+              help="First depthwise convolutions of the int8 ONNX model whose kernels get 16 bits [default: 1]; "
+                   "0 keeps every kernel int8 and the file free of onnxruntime's contrib operators.")
 @click.option("--verify-images", type=click.IntRange(min=0), default=0, show_default=True,
               help="Test photos to verify on, drawn at random; 0 = the whole test split.")
 @click.option("--verify/--no-verify", default=True, show_default=True)
 @click.option("--stem", default="dogtag", show_default=True, help="File names are <stem>_<format>.<ext>.")
 @click.option("--model-card/--no-model-card", default=False, show_default=True,
               help="Also write MODEL_CARD.md from the run's metrics and the verification.")
-def export(run_dir, out_dir, formats, data, calibration_images, onnx_calibration, int8_float_layers, verify_images,
-           verify, stem, model_card) -> None:
+def export(run_dir, out_dir, formats, data, calibration_images, onnx_calibration, int8_float_layers,
+           onnx_wide_depthwise, verify_images, verify, stem, model_card) -> None:
     """Export a trained Keras model to TFLite and ONNX, and verify it."""
-    from export.convert import INT8_FLOAT_LAYERS, export_files, load_run, predict_keras
+    from export.convert import INT8_FLOAT_LAYERS, ONNX_WIDE_DEPTHWISE, export_files, load_run, predict_keras
     from export.images import (
         calibration_photos,
         labelled_paths,
@@ -74,8 +77,10 @@ def export(run_dir, out_dir, formats, data, calibration_images, onnx_calibration
             calibration = calibration_photos(data, info, calibration_images)
         if int8_float_layers is None:
             int8_float_layers = INT8_FLOAT_LAYERS
+        if onnx_wide_depthwise is None:
+            onnx_wide_depthwise = ONNX_WIDE_DEPTHWISE
         files = export_files(model, info, out_dir, names, calibration, methods, stem=stem,
-                             int8_float_layers=int8_float_layers, log=log)
+                             int8_float_layers=int8_float_layers, onnx_wide_depthwise=onnx_wide_depthwise, log=log)
         report = None
         if verify:
             rows = sample_paths(labelled_paths(split_for_export(data, "test"), info.labels), verify_images)
@@ -91,7 +96,7 @@ def export(run_dir, out_dir, formats, data, calibration_images, onnx_calibration
             command = shlex.join([
                 "dogtag", "export", str(run_dir), "--out", str(out_dir), "--formats", formats, "--data", str(data),
                 "--calibration-images", str(calibration_images), "--onnx-calibration", onnx_calibration,
-                "--int8-float-layers", str(int8_float_layers),
+                "--int8-float-layers", str(int8_float_layers), "--onnx-wide-depthwise", str(onnx_wide_depthwise),
                 "--verify-images", str(verify_images), "--stem", stem, "--model-card",
                 *([] if verify else ["--no-verify"]),
             ])

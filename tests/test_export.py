@@ -108,6 +108,12 @@ def test_every_file_carries_its_labels_and_what_the_edge_side_needs(name, tiny_f
     assert info.extra["export"]["format"] == name
 
 
+def test_int8_onnx_gives_the_first_depthwise_kernel_16_bits(tiny_files):
+    model = onnx.load(tiny_files["onnx_int8"])
+    kernel_types = {init.data_type for init in model.graph.initializer if init.dims and len(init.dims) == 4}
+    assert onnx.TensorProto.INT16 in kernel_types and onnx.TensorProto.INT8 in kernel_types
+
+
 def test_a_model_without_a_dog_output_exports_breeds_only(tmp_path, photos):
     from export.verify import open_model_file
 
