@@ -162,7 +162,8 @@ def run_transfer(
     metrics = evaluate(blended_test, test["labels"], train_split.breeds)
     unblended = evaluate(test_probabilities.mean(axis=0), test["labels"], train_split.breeds)
     metrics.update(
-        approach=f"transfer {config.backbone}" + (" fine-tuned" if model is not None else " head only"),
+        approach=f"transfer {config.backbone}" + (" fine-tuned" if model is not None else " head only")
+        + (" + flip TTA" if config.flip_tta else ""),
         views=list(views), equalize=equalize, flip_tta=config.flip_tta, blend_weight=weight, refit_on_all_training_images=refitted,
         top1_without_blend=unblended["top1"], validation_top1=round(float(
             np.mean(blended_val.argmax(1) == plain["labels"][val_rows])), 4),
