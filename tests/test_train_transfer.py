@@ -136,6 +136,38 @@ def test_with_flip_tta_the_model_looks_at_the_photo_and_its_mirror_and_averages(
     assert accuracy == pytest.approx(metrics["top1"], abs=1 / 12 + 1e-6)
 
 
+def test_on_accelerators_training_runs_in_mixed_precision_and_the_shipped_model_in_float32(
+        mini_stanford, tmp_path, offline_class_index, random_weights, monkeypatch):
+    from train import devices, transfer
+
+    # As on a TPU (bfloat16 also runs on this CPU; a GPU would get mixed_float16).
+    monkeypatch.setattr(devices, "precision_policy", lambda: "mixed_bfloat16")
+    trained = {}
+
+    def recording_fine_tune(*args, **kwargs):
+        model, history = real_fine_tune(*args, **kwargs)
+        trained["policies"] = {layer.dtype_policy.name for layer in model.get_layer("fine_tuned_top").layers[1:]}
+        trained["output"] = model.get_layer("breed_head").dtype_policy.name
+        return model, history
+
+    real_fine_tune = transfer.fine_tune
+    monkeypatch.setattr(transfer, "fine_tune", recording_fine_tune)
+    cache, run_dir = tmp_path / "cache", tmp_path / "run"
+    weights = random_weights("mobilenet_v2")
+    cache_everything(mini_stanford, cache, "mobilenet_v2", weights)
+    config = TransferConfig(size=SIZE, weights=weights, head_epochs=1, fine_tune_epochs=1, batch_size=8,
+                            validation_fraction=0.34)
+    metrics = run_transfer(mini_stanford, cache, run_dir, config, ("plain", "flip"), log=lambda line: None)
+
+    assert trained == {"policies": {"mixed_bfloat16"}, "output": "float32"}
+    assert keras.config.dtype_policy().name == "float32"  # restored after training
+    shipped = keras.saving.load_model(run_dir / "model.keras")
+    top = shipped.get_layer("fine_tuned_top")
+    assert {layer.dtype_policy.name for layer in [*shipped.layers, *top.layers]} == {"float32"}
+    breeds, _ = shipped.predict(np.zeros((2, SIZE, SIZE, 3), "float32"), verbose=0)
+    assert breeds.dtype == np.float32 and 0.0 <= metrics["top1"] <= 1.0
+
+
 def test_a_run_on_some_breeds_keeps_only_their_cached_rows_relabelled(mini_stanford):
     from train.transfer_run import restrict_to_breeds
 

@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from edge_app.model_file import ModelInfo
 from train.dataset import Dataset, load_split, select_breeds, stratified_indices
-from train.devices import distribution_strategy
+from train.devices import distribution_strategy, training_precision
 from train.evaluate import evaluate, write_run
 from train.pipeline import image_dataset
 from train.preprocess import Augmentation, Preprocessing, augmentation_layers
@@ -164,7 +164,7 @@ def build_model(params: ScratchParams, classes: int) -> keras.Model:
         x = keras.layers.BatchNormalization(name="dense_bn")(x)
         x = keras.layers.ReLU(name="dense_relu")(x)
         x = keras.layers.Dropout(params.dropout, name="dense_dropout")(x)
-    breeds = keras.layers.Dense(classes, activation="softmax", name="breeds")(x)
+    breeds = keras.layers.Dense(classes, activation="softmax", dtype="float32", name="breeds")(x)
     return keras.Model(pixels, breeds, name=f"dogtag_scratch_{params.block}")
 
 
@@ -341,7 +341,7 @@ def train_model(
     keras.utils.set_random_seed(params.seed)
     progress = Progress(checkpoint_dir, params.patience, time_limit_s, log)
     steps = steps_per_epoch(len(images), params.batch_size)
-    with distribution_strategy().scope():
+    with distribution_strategy().scope(), training_precision():
         if (checkpoint_dir / "last.keras").exists():
             model = keras.models.load_model(checkpoint_dir / "last.keras")
             _decay_kernels_only(model.optimizer)

@@ -26,7 +26,7 @@ from train.backbones import (
     imagenet_indices_of,
     pixel_scaling_layer,
 )
-from train.devices import distribution_strategy
+from train.devices import distribution_strategy, training_precision
 from train.layers import MirrorImage
 
 
@@ -80,10 +80,10 @@ def dog_probability(pooled: np.ndarray, kernel: np.ndarray, bias: np.ndarray) ->
 def _head_model(features: int, classes: int, config: TransferConfig) -> keras.Model:
     """The compiled phase-1 head: dropout and a softmax layer on pooled features."""
     keras.utils.set_random_seed(config.seed)
-    with distribution_strategy().scope():
+    with distribution_strategy().scope(), training_precision():
         inputs = keras.Input((features,), name="pooled")
         x = keras.layers.Dropout(config.head_dropout)(inputs)
-        outputs = keras.layers.Dense(classes, activation="softmax", name="breed_head")(x)
+        outputs = keras.layers.Dense(classes, activation="softmax", dtype="float32", name="breed_head")(x)
         head = keras.Model(inputs, outputs, name="head")
         head.compile(
             optimizer=keras.optimizers.Adam(config.head_learning_rate),
@@ -147,7 +147,7 @@ def fine_tune(
 ) -> tuple[keras.Model, dict]:
     """Phase 2: fine-tune the top of the backbone and the head; resumes from `checkpoint_dir`."""
     keras.utils.set_random_seed(config.seed)
-    with distribution_strategy().scope():
+    with distribution_strategy().scope(), training_precision():
         top = top_of_backbone(config.backbone, config.size, config.weights, config.fine_tune_from)
         inputs = keras.Input(activations.shape[1:], name="split_activations")
         x = inputs
@@ -156,7 +156,7 @@ def fine_tune(
                                                seed=config.seed, name="shift_activations")(x)
         x = top(x)
         x = keras.layers.Dropout(config.fine_tune_dropout)(x)
-        dense = keras.layers.Dense(classes, activation="softmax", name="breed_head")
+        dense = keras.layers.Dense(classes, activation="softmax", dtype="float32", name="breed_head")
         outputs = dense(x)
         model = keras.Model(inputs, outputs, name="fine_tune")
         dense.set_weights(head.get_layer("breed_head").get_weights())
@@ -224,6 +224,10 @@ def assemble(
     spec = backbone_spec(config.backbone)
     base = build_backbone(config.backbone, config.size, weights=config.weights, include_top=True)
     kernel, bias = base.layers[-1].get_weights()
+    if fine_tuned_top is not None:  # rebuilt in float32, whatever precision it was trained in
+        float_top = top_of_backbone(config.backbone, config.size, config.weights, config.fine_tune_from)
+        float_top.set_weights(fine_tuned_top.get_weights())
+        fine_tuned_top = float_top
     both = keras.Model(base.input, [base.get_layer(spec.split_layer).output, base.layers[-2].output],
                        name="imagenet_backbone")
     trained = head.get_layer("breed_head")
