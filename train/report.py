@@ -74,6 +74,7 @@ def report(root: Path) -> str:
               "the saved Keras model on a batch of 32 on the CPU, not the exported edge model.", "",
               "Training data: plain = the images as they are, flip = mirrored copies, box = cropped to the annotated "
               "dog, aug1 = one randomly augmented copy (flip, crop, rotation, shift, shear, zoom), equalized = "
-              "histogram-equalized train and test images.", "",
+              "histogram-equalized train and test images. flip TTA = the model also looks at each validation and test "
+              "photo mirrored and averages (twice the inference compute).", "",
               RESNET_NOTE]
     return "\n".join(lines) + "\n"
