@@ -49,13 +49,13 @@ def random_weights(tmp_path_factory):
     return weights_of
 
 
-def cache_everything(root, cache, backbone, weights, test_views=("plain",)):
-    extractor = feature_extractor(backbone, SIZE, weights=weights)
+def cache_everything(root, cache, backbone, weights, test_views=("plain",), split_layer=None):
+    extractor = feature_extractor(backbone, SIZE, weights=weights, split_layer=split_layer)
     preprocessing = Preprocessing(size=SIZE)
     for split, views in (("train", ("plain", "flip")), ("test", test_views)):
         dataset = read_official(root, split)
         for view in views:
-            cache_features(dataset, cache_dir(cache, backbone, preprocessing, split, view), extractor,
+            cache_features(dataset, cache_dir(cache, backbone, preprocessing, split, view, split_layer), extractor,
                            preprocessing, view=view, log=lambda line: None)
 
 
@@ -134,6 +134,30 @@ def test_with_flip_tta_the_model_looks_at_the_photo_and_its_mirror_and_averages(
     np.testing.assert_allclose(mirrored_dog, dog, atol=1e-5)
     accuracy = float(np.mean(breeds.argmax(axis=1) == [s.label for s in test.samples]))
     assert accuracy == pytest.approx(metrics["top1"], abs=1 / 12 + 1e-6)
+
+
+def test_fine_tuning_can_start_lower_in_the_backbone_from_its_own_cache(
+        mini_stanford, tmp_path, offline_class_index, random_weights):
+    cache, run_dir = tmp_path / "cache", tmp_path / "run"
+    weights = random_weights("mobilenet_v2")
+    cache_everything(mini_stanford, cache, "mobilenet_v2", weights, split_layer="block_9_add")
+    lower = cache_dir(cache, "mobilenet_v2", Preprocessing(size=SIZE), "train", "plain", "block_9_add")
+    assert lower.parent.name == "32-squash@block_9_add"  # beside, not over, the default split's cache
+    assert load_features(lower)["split"].shape[1:] == (2, 2, 64)  # block_9_add: 1/16 of the input, 64 channels
+    config = TransferConfig(size=SIZE, weights=weights, head_epochs=1, fine_tune_epochs=1, batch_size=8,
+                            validation_fraction=0.34, split_layer="block_9_add")
+    metrics = run_transfer(mini_stanford, cache, run_dir, config, ("plain", "flip"), log=lambda line: None)
+
+    shipped = keras.saving.load_model(run_dir / "model.keras")
+    trained = {layer.name for layer in shipped.get_layer("fine_tuned_top").layers}
+    assert {"block_10_expand", "block_16_project", "Conv_1"} <= trained and "block_9_add" not in trained
+    test = read_official(mini_stanford, "test")
+    images = np.concatenate([x.numpy() for x, _ in image_dataset(test, Preprocessing(size=SIZE))])
+    breeds, _ = shipped.predict(images, verbose=0)
+    accuracy = float(np.mean(breeds.argmax(axis=1) == [s.label for s in test.samples]))
+    assert accuracy == pytest.approx(metrics["top1"], abs=1 / 12 + 1e-6)
+    with pytest.raises(ValueError, match="no_such_layer"):
+        feature_extractor("mobilenet_v2", SIZE, weights=weights, split_layer="no_such_layer")
 
 
 def test_on_accelerators_training_runs_in_mixed_precision_and_the_shipped_model_in_float32(

@@ -57,6 +57,11 @@ def backbone_spec(name: str) -> BackboneSpec:
     return BACKBONES[name]
 
 
+def split_layer_of(name: str, override: str | None = None) -> str:
+    """The last frozen layer of a backbone: `override` when given, else the backbone's default split."""
+    return override or backbone_spec(name).split_layer
+
+
 def imagenet_weights_path(spec: BackboneSpec, include_top: bool) -> str:
     """Path of the 224 px ImageNet weights, from KERAS_HOME or downloaded there by Keras."""
     file_name = spec.weight_file.format(top="" if include_top else "_no_top")

@@ -25,6 +25,10 @@ backbone_option = click.option(
 size_option = click.option("--size", type=int, default=224, show_default=True, help="Input size in pixels.")
 box_option = click.option("--box-crop/--no-box-crop", default=False, show_default=True,
                           help="Crop training images to the annotated dog box.")
+split_layer_option = click.option(
+    "--split-layer", default=None,
+    help="Last frozen layer: fine-tuning trains every layer above it, the cache keeps its output "
+         "[default: the backbone's, block_12_add for mobilenet_v2]. Cache and transfer must agree.")
 equalize_option = click.option("--equalize/--no-equalize", default=False, show_default=True,
                                help="Histogram-equalize each channel.")
 
@@ -46,18 +50,19 @@ def train() -> None:
 @click.option("--view", "views", multiple=True, default=("plain",), show_default=True,
               help="plain, flip (mirrored) or augN (random augmentation, N = 1, 2, ...); repeatable.")
 @click.option("--weights", default="imagenet", show_default=True, help="'imagenet', 'none' or a weights file.")
-def cache(data, cache, backbone, size, box_crop, equalize, splits, views, weights) -> None:
+@split_layer_option
+def cache(data, cache, backbone, size, box_crop, equalize, splits, views, weights, split_layer) -> None:
     """Compute frozen-backbone features once per split and view (resumable)."""
     from train.dataset import load_split
     from train.features import cache_dir, cache_features, feature_extractor
     from train.preprocess import Preprocessing
 
     preprocessing = Preprocessing(size=size, box_crop=box_crop, equalize=equalize)
-    extractor = feature_extractor(backbone, size, weights=None if weights == "none" else weights)
+    extractor = feature_extractor(backbone, size, None if weights == "none" else weights, split_layer)
     for split in splits:
         dataset = load_split(data, split)
         for view in views:
-            directory = cache_dir(cache, backbone, preprocessing, split, view)
+            directory = cache_dir(cache, backbone, preprocessing, split, view, split_layer)
             cache_features(dataset, directory, extractor, preprocessing, view=view,
                            log=lambda line: click.echo(line, err=True))
             click.echo(f"cached {split}-{view}: {directory}")
@@ -85,15 +90,16 @@ def cache(data, cache, backbone, size, box_crop, equalize, splits, views, weight
 @click.option("--flip-tta/--no-flip-tta", default=False, show_default=True,
               help="The model also looks at each photo mirrored and averages (twice the compute); evaluated on "
                    "the cached test-flip view, so run `dogtag train cache --split test --view flip` first.")
+@split_layer_option
 def transfer(data, cache, backbone, size, equalize, run_dir, views, head_epochs, fine_tune_epochs,
-             fine_tune_lr, seed, save_model, refit, breed_names, flip_tta) -> None:
+             fine_tune_lr, seed, save_model, refit, breed_names, flip_tta, split_layer) -> None:
     """Transfer learning from cached features: new head, then fine-tune the top of the backbone."""
     from train.transfer import TransferConfig
     from train.transfer_run import run_transfer
 
     config = TransferConfig(backbone=backbone, size=size, head_epochs=head_epochs,
                             fine_tune_epochs=fine_tune_epochs, fine_tune_learning_rate=fine_tune_lr, seed=seed,
-                            flip_tta=flip_tta)
+                            flip_tta=flip_tta, split_layer=split_layer)
     metrics = run_transfer(data, cache, run_dir, config, tuple(views), equalize, save_model, refit,
                            list(breed_names) or None, log=lambda line: click.echo(line, err=True))
     click.echo(f"{run_dir}: test top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f} "

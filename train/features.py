@@ -14,7 +14,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from train.backbones import backbone_spec, build_backbone, pixel_scaling_layer
+from train.backbones import backbone_spec, build_backbone, pixel_scaling_layer, split_layer_of
 from train.dataset import Dataset
 from train.pipeline import image_dataset
 from train.preprocess import Augmentation, Preprocessing
@@ -22,18 +22,25 @@ from train.preprocess import Augmentation, Preprocessing
 CHUNK = 1024
 
 
-def feature_extractor(backbone: str, size: int, weights: str | None = "imagenet") -> keras.Model:
+def feature_extractor(
+    backbone: str, size: int, weights: str | None = "imagenet", split_layer: str | None = None
+) -> keras.Model:
     """Pixels [0, 255] -> (split-layer activations, pooled features) of the ImageNet backbone."""
     spec = backbone_spec(backbone)
     base = build_backbone(backbone, size, weights=weights, include_top=True)
-    inner = keras.Model(base.input, [base.get_layer(spec.split_layer).output, base.layers[-1].input])
+    split = base.get_layer(split_layer_of(backbone, split_layer)).output
+    inner = keras.Model(base.input, [split, base.layers[-1].input])
     pixels = keras.Input((size, size, 3), name="pixels")
     return keras.Model(pixels, inner(pixel_scaling_layer(spec)(pixels)), name=f"{backbone}_features")
 
 
-def cache_dir(root: Path, backbone: str, preprocessing: Preprocessing, split: str, view: str) -> Path:
-    """Where the cached features of one split and view live."""
-    return Path(root) / backbone / preprocessing.describe() / f"{split}-{view}"
+def cache_dir(
+    root: Path, backbone: str, preprocessing: Preprocessing, split: str, view: str, split_layer: str | None = None
+) -> Path:
+    """Where the cached features of one split and view live (a split layer other than the default gets its own)."""
+    layer = split_layer_of(backbone, split_layer)
+    folder = preprocessing.describe() + ("" if layer == backbone_spec(backbone).split_layer else f"@{layer}")
+    return Path(root) / backbone / folder / f"{split}-{view}"
 
 
 def view_pipeline_options(view: str, chunk: int) -> dict:

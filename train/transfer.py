@@ -25,6 +25,7 @@ from train.backbones import (
     build_backbone,
     imagenet_indices_of,
     pixel_scaling_layer,
+    split_layer_of,
 )
 from train.devices import distribution_strategy, training_precision
 from train.layers import MirrorImage
@@ -44,6 +45,7 @@ class TransferConfig:
     fine_tune_learning_rate: float = 3e-5
     fine_tune_dropout: float = 0.5
     fine_tune_from: str | None = None  # first trainable layer above the split (None: all of them)
+    split_layer: str | None = None  # last frozen (cached) layer; None: the backbone's default
     feature_shift: float = 0.1  # random shift of the cached activation maps (training-time augmentation)
     label_smoothing: float = 0.1
     batch_size: int = 64
@@ -119,20 +121,21 @@ def refit_head(features: np.ndarray, labels: np.ndarray, classes: int, epochs: i
 
 
 def top_of_backbone(
-    backbone: str, size: int, weights: str | None = "imagenet", trainable_from: str | None = None
+    backbone: str, size: int, weights: str | None = "imagenet", trainable_from: str | None = None,
+    split_layer: str | None = None,
 ) -> keras.Model:
     """The layers above the split layer, ImageNet weights, as a model: split activations -> pooled.
 
     Layers before `trainable_from` (when given) are frozen too.
     """
-    spec = backbone_spec(backbone)
+    split = split_layer_of(backbone, split_layer)
     base = build_backbone(backbone, size, weights=weights, include_top=True)
-    top = keras.Model(base.get_layer(spec.split_layer).output, base.layers[-2].output, name="top")
+    top = keras.Model(base.get_layer(split).output, base.layers[-2].output, name="top")
     clone = keras.models.clone_model(top)
     clone.set_weights(top.get_weights())
     names = [layer.name for layer in clone.layers]
     if trainable_from is not None and trainable_from not in names:
-        raise ValueError(f"{trainable_from!r} is not a layer above {spec.split_layer}; choose from {names[1:]}")
+        raise ValueError(f"{trainable_from!r} is not a layer above {split}; choose from {names[1:]}")
     first_trainable = names.index(trainable_from) if trainable_from else 0
     for position, layer in enumerate(clone.layers):
         # Batch norm stays in inference mode: its statistics must not drift on small batches.
@@ -148,7 +151,8 @@ def fine_tune(
     """Phase 2: fine-tune the top of the backbone and the head; resumes from `checkpoint_dir`."""
     keras.utils.set_random_seed(config.seed)
     with distribution_strategy().scope(), training_precision():
-        top = top_of_backbone(config.backbone, config.size, config.weights, config.fine_tune_from)
+        top = top_of_backbone(config.backbone, config.size, config.weights, config.fine_tune_from,
+                              config.split_layer)
         inputs = keras.Input(activations.shape[1:], name="split_activations")
         x = inputs
         if config.feature_shift > 0:
@@ -225,10 +229,12 @@ def assemble(
     base = build_backbone(config.backbone, config.size, weights=config.weights, include_top=True)
     kernel, bias = base.layers[-1].get_weights()
     if fine_tuned_top is not None:  # rebuilt in float32, whatever precision it was trained in
-        float_top = top_of_backbone(config.backbone, config.size, config.weights, config.fine_tune_from)
+        float_top = top_of_backbone(config.backbone, config.size, config.weights, config.fine_tune_from,
+                                    config.split_layer)
         float_top.set_weights(fine_tuned_top.get_weights())
         fine_tuned_top = float_top
-    both = keras.Model(base.input, [base.get_layer(spec.split_layer).output, base.layers[-2].output],
+    split = base.get_layer(split_layer_of(config.backbone, config.split_layer)).output
+    both = keras.Model(base.input, [split, base.layers[-2].output],
                        name="imagenet_backbone")
     trained = head.get_layer("breed_head")
     classes = trained.units

@@ -33,7 +33,7 @@ TRAIN_VIEWS = {
 def _view_dir(cache: Path, config: transfer.TransferConfig, equalize: bool, split: str, view: str) -> Path:
     box_crop, cached_view = TRAIN_VIEWS[view]
     preprocessing = Preprocessing(size=config.size, box_crop=box_crop, equalize=equalize)
-    return cache_dir(cache, config.backbone, preprocessing, split, cached_view)
+    return cache_dir(cache, config.backbone, preprocessing, split, cached_view, config.split_layer)
 
 
 def restrict_to_breeds(split: Dataset, cached: list[dict], names: list[str]) -> tuple[Dataset, list[dict]]:
