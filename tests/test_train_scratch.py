@@ -107,6 +107,18 @@ def test_a_training_stopped_by_its_time_limit_resumes_from_its_checkpoint(tmp_pa
     assert state["epoch"] == 2 and state["stopped"] is None and len(state["history"]["loss"]) == 2
 
 
+def test_a_run_finished_in_two_sittings_counts_the_training_time_of_both(colour_breeds, tmp_path):
+    params = replace(TINY, epochs=2)
+    first = run_scratch(colour_breeds, tmp_path / "run", params, cache_root=tmp_path / "cache", time_limit_s=0,
+                        log=lambda _: None)
+    assert first["epochs_done"] == 1 and first["stopped"] == "time limit"
+    second = run_scratch(colour_breeds, tmp_path / "run", params, cache_root=tmp_path / "cache", log=lambda _: None)
+    assert second["epochs_done"] == 2
+    timings = second["timings"]
+    assert timings["training_seconds"] > first["timings"]["training_seconds"]
+    assert timings["total_seconds"] >= timings["training_seconds"]  # what the report shows covers both sittings
+
+
 def test_the_search_runs_its_trials_logs_each_one_and_saves_the_best_configuration(colour_breeds, tmp_path):
     space = SearchSpace(sizes=(32,), blocks=("vgg", "separable"), base_filters=(8,), stages=(2,), depths=(1,),
                         dense_units=(0, 16))
