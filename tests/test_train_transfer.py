@@ -147,6 +147,7 @@ def test_fine_tuning_can_start_lower_in_the_backbone_from_its_own_cache(
     config = TransferConfig(size=SIZE, weights=weights, head_epochs=1, fine_tune_epochs=1, batch_size=8,
                             validation_fraction=0.34, split_layer="block_9_add")
     metrics = run_transfer(mini_stanford, cache, run_dir, config, ("plain", "flip"), log=lambda line: None)
+    assert metrics["approach"] == "transfer mobilenet_v2 fine-tuned above block_9_add"
 
     shipped = keras.saving.load_model(run_dir / "model.keras")
     trained = {layer.name for layer in shipped.get_layer("fine_tuned_top").layers}

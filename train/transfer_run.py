@@ -14,6 +14,7 @@ import numpy as np
 
 from edge_app.model_file import ModelInfo
 from train import transfer
+from train.backbones import split_layer_of
 from train.dataset import Dataset, load_split, select_breeds, stratified_indices
 from train.evaluate import evaluate, write_run
 from train.features import cache_dir, load_features
@@ -162,7 +163,9 @@ def run_transfer(
     metrics = evaluate(blended_test, test["labels"], train_split.breeds)
     unblended = evaluate(test_probabilities.mean(axis=0), test["labels"], train_split.breeds)
     metrics.update(
-        approach=f"transfer {config.backbone}" + (" fine-tuned" if model is not None else " head only")
+        approach=f"transfer {config.backbone}"
+        + (f" fine-tuned above {split_layer_of(config.backbone, config.split_layer)}" if model is not None
+           else " head only")
         + (" + flip TTA" if config.flip_tta else ""),
         views=list(views), equalize=equalize, flip_tta=config.flip_tta, blend_weight=weight, refit_on_all_training_images=refitted,
         top1_without_blend=unblended["top1"], validation_top1=round(float(
