@@ -157,8 +157,11 @@ def test_fine_tuning_can_start_lower_in_the_backbone_from_its_own_cache(
     breeds, _ = shipped.predict(images, verbose=0)
     accuracy = float(np.mean(breeds.argmax(axis=1) == [s.label for s in test.samples]))
     assert accuracy == pytest.approx(metrics["top1"], abs=1 / 12 + 1e-6)
-    with pytest.raises(ValueError, match="no_such_layer"):
+    with pytest.raises(ValueError, match="'no_such_layer' is not a layer"):
         feature_extractor("mobilenet_v2", SIZE, weights=weights, split_layer="no_such_layer")
+    # Inside a residual block the layers above still read the block's input: refused before any caching.
+    with pytest.raises(ValueError, match="does not split"):
+        feature_extractor("mobilenet_v2", SIZE, weights=weights, split_layer="block_9_project_BN")
 
 
 def test_on_accelerators_training_runs_in_mixed_precision_and_the_shipped_model_in_float32(

@@ -62,6 +62,22 @@ def split_layer_of(name: str, override: str | None = None) -> str:
     return override or backbone_spec(name).split_layer
 
 
+def top_above(base: keras.Model, split_layer: str) -> keras.Model:
+    """The part of a built backbone above `split_layer`: its activations -> the pooled features.
+
+    Refuses a layer that does not cut the network in two (inside a residual block, the layers
+    above also read layers below), with a clear error instead of Keras' graph message.
+    """
+    layer_names = [layer.name for layer in base.layers]
+    if split_layer not in layer_names:
+        raise ValueError(f"{split_layer!r} is not a layer of {base.name}")
+    try:
+        return keras.Model(base.get_layer(split_layer).output, base.layers[-2].output, name="top")
+    except ValueError as error:
+        raise ValueError(f"{split_layer!r} does not split {base.name} in two: the layers above it also read "
+                         "layers below it; split at a block output (e.g. block_9_add for mobilenet_v2)") from error
+
+
 def imagenet_weights_path(spec: BackboneSpec, include_top: bool) -> str:
     """Path of the 224 px ImageNet weights, from KERAS_HOME or downloaded there by Keras."""
     file_name = spec.weight_file.format(top="" if include_top else "_no_top")

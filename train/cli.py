@@ -27,8 +27,9 @@ box_option = click.option("--box-crop/--no-box-crop", default=False, show_defaul
                           help="Crop training images to the annotated dog box.")
 split_layer_option = click.option(
     "--split-layer", default=None,
-    help="Last frozen layer: fine-tuning trains every layer above it, the cache keeps its output "
-         "[default: the backbone's, block_12_add for mobilenet_v2]. Cache and transfer must agree.")
+    help="Last frozen layer, a block output (e.g. block_9_add): fine-tuning trains every layer above it, the "
+         "cache keeps its output [default: the backbone's, block_12_add for mobilenet_v2]. Give the same to "
+         "cache and transfer.")
 equalize_option = click.option("--equalize/--no-equalize", default=False, show_default=True,
                                help="Histogram-equalize each channel.")
 
@@ -89,7 +90,8 @@ def cache(data, cache, backbone, size, box_crop, equalize, splits, views, weight
               help="Train on these breeds only (names as in the dataset, e.g. 'boxer'); repeatable. Default: all.")
 @click.option("--flip-tta/--no-flip-tta", default=False, show_default=True,
               help="The model also looks at each photo mirrored and averages (twice the compute); evaluated on "
-                   "the cached test-flip view, so run `dogtag train cache --split test --view flip` first.")
+                   "the cached test-flip view, so run `dogtag train cache --split test --view flip` (with the same "
+                   "--split-layer) first.")
 @split_layer_option
 def transfer(data, cache, backbone, size, equalize, run_dir, views, head_epochs, fine_tune_epochs,
              fine_tune_lr, seed, save_model, refit, breed_names, flip_tta, split_layer) -> None:

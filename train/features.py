@@ -14,7 +14,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from train.backbones import backbone_spec, build_backbone, pixel_scaling_layer, split_layer_of
+from train.backbones import backbone_spec, build_backbone, pixel_scaling_layer, split_layer_of, top_above
 from train.dataset import Dataset
 from train.pipeline import image_dataset
 from train.preprocess import Augmentation, Preprocessing
@@ -28,8 +28,9 @@ def feature_extractor(
     """Pixels [0, 255] -> (split-layer activations, pooled features) of the ImageNet backbone."""
     spec = backbone_spec(backbone)
     base = build_backbone(backbone, size, weights=weights, include_top=True)
-    split = base.get_layer(split_layer_of(backbone, split_layer)).output
-    inner = keras.Model(base.input, [split, base.layers[-1].input])
+    layer = split_layer_of(backbone, split_layer)
+    top_above(base, layer)  # refuse, before hours of caching, a split that fine-tuning could not use
+    inner = keras.Model(base.input, [base.get_layer(layer).output, base.layers[-1].input])
     pixels = keras.Input((size, size, 3), name="pixels")
     return keras.Model(pixels, inner(pixel_scaling_layer(spec)(pixels)), name=f"{backbone}_features")
 

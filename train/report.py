@@ -69,7 +69,8 @@ def report(root: Path) -> str:
         lines += ["No-training baseline, the ImageNet classifier restricted to the breeds, measured with the same "
                   f"code on the same test images: top-1 {per_count}.", ""]
     lines += comparison_table(runs)
-    lines += ["", "Training seconds are wall-clock on the machine in each run's config.json; for transfer runs they "
+    lines += ["", "Training seconds are wall-clock on the machine in each run's config.json (a scratch run resumed "
+              "over several sittings adds up the training of all of them); for transfer runs they "
               "start from cached backbone features (the one-off caching pass is not included). Inference ms/img is "
               "the saved Keras model on a batch of 32 on the CPU, not the exported edge model.", "",
               "Training data: plain = the images as they are, flip = mirrored copies, box = cropped to the annotated "

@@ -26,6 +26,7 @@ from train.backbones import (
     imagenet_indices_of,
     pixel_scaling_layer,
     split_layer_of,
+    top_above,
 )
 from train.devices import distribution_strategy, training_precision
 from train.layers import MirrorImage
@@ -130,7 +131,7 @@ def top_of_backbone(
     """
     split = split_layer_of(backbone, split_layer)
     base = build_backbone(backbone, size, weights=weights, include_top=True)
-    top = keras.Model(base.get_layer(split).output, base.layers[-2].output, name="top")
+    top = top_above(base, split)
     clone = keras.models.clone_model(top)
     clone.set_weights(top.get_weights())
     names = [layer.name for layer in clone.layers]
