@@ -21,7 +21,9 @@ from train.scratch import (  # noqa: E402
     build_model,
     run_scratch,
     train_model,
+    trained_network,
     warm_start,
+    with_flip_tta,
 )
 from train.search import SearchSpace, read_trials, run_search  # noqa: E402
 
@@ -155,5 +157,40 @@ def test_a_model_for_a_few_breeds_can_start_from_one_trained_on_more_breeds_exce
     assert copied == sum(1 for layer in few.layers if layer.weights) - 1  # every layer but "breeds"
     np.testing.assert_array_equal(few.get_layer("stem_conv").get_weights()[0], many.get_layer("stem_conv").get_weights()[0])
     assert few.get_layer("breeds").get_weights()[0].shape[-1] == 3
+    with_flip_tta(many).save(tmp_path / "many-flip-tta.keras")  # a shipped flip-TTA model is a donor too
+    assert warm_start(build_model(TINY, classes=3), tmp_path / "many-flip-tta.keras", log=lambda _: None) == copied
     with pytest.raises(ValueError, match="not the same architecture"):
         warm_start(build_model(replace(TINY, dense_units=32), classes=3), tmp_path / "many.keras", log=lambda _: None)
+
+
+def test_with_flip_tta_the_shipped_model_averages_the_photo_and_its_mirror(colour_breeds, tmp_path):
+    params = replace(TINY, epochs=3, flip_tta=True)
+    metrics = run_scratch(colour_breeds, tmp_path / "run", params, cache_root=tmp_path / "cache", log=lambda _: None)
+    assert metrics["flip_tta"] is True and metrics["approach"].endswith("+ flip TTA")
+    info = parse_model_info((tmp_path / "run" / "model_info.json").read_text())
+    assert info.extra["flip_tta"] is True and info.breeds_output == "breeds"
+
+    model = keras.models.load_model(tmp_path / "run" / "model.keras")  # MirrorImage is registered by train.scratch
+    assert model.output_names == ["breeds"] and model.input_shape == (None, 32, 32, 3)
+    pixels = np.random.default_rng(1).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    pixels[:, :, :16, 0] = 0.0  # a left half unlike the right, so the mirror is another photo
+    network = trained_network(model)
+    expected = (np.asarray(network(pixels)) + np.asarray(network(pixels[:, :, ::-1]))) / 2
+    np.testing.assert_allclose(model.predict(pixels, verbose=0), expected, atol=1e-6)
+    np.testing.assert_allclose(model.predict(pixels[:, :, ::-1], verbose=0), expected, atol=1e-6)
+    assert not np.allclose(np.asarray(network(pixels)), expected, atol=1e-4)  # the mirror did change the answer
+
+
+def test_a_finished_run_can_be_re_evaluated_with_flip_tta_but_not_resumed_with_other_hyperparameters(
+        colour_breeds, tmp_path):
+    params = replace(TINY, epochs=2)
+    plain = run_scratch(colour_breeds, tmp_path / "run", params, cache_root=tmp_path / "cache", log=lambda _: None)
+    lines = []
+    again = run_scratch(colour_breeds, tmp_path / "run", replace(params, flip_tta=True), cache_root=tmp_path / "cache",
+                        log=lines.append)
+    assert not any(line.startswith("epoch") for line in lines)  # nothing trained again
+    assert again["flip_tta"] is True and again["epochs_done"] == plain["epochs_done"] == 2
+    assert again["timings"]["training_seconds"] == plain["timings"]["training_seconds"]
+    with pytest.raises(ValueError, match="other values of dense_units, dropout"):
+        run_scratch(colour_breeds, tmp_path / "run", replace(params, dropout=0.5, dense_units=32),
+                    cache_root=tmp_path / "cache", log=lambda _: None)

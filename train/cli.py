@@ -160,13 +160,16 @@ def _parse_overrides(pairs: tuple[str, ...]) -> dict:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override any hyperparameter, e.g. --set block=vgg --set 'filters=[32,64,128]'; repeatable.")
 @click.option("--augment/--no-augment", default=True, show_default=True, help="Random training-time transforms.")
+@click.option("--flip-tta", is_flag=True, default=False,
+              help="The saved model also looks at each photo mirrored and averages (2x the inference compute). "
+                   "Added to the command of a finished run, it re-evaluates that run's model this way without training.")
 @click.option("--time-limit", type=float, default=None,
               help="Stop training after this many minutes, record the run as it stands; run again to resume.")
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Warm-start from another scratch model.keras of the same architecture (all but its head).")
 @scratch_cache_option
-def scratch(data, breed_names, breed_count, run_dir, params_file, size, epochs, overrides, augment, time_limit,
-            init_from, cache_root) -> None:
+def scratch(data, breed_names, breed_count, run_dir, params_file, size, epochs, overrides, augment, flip_tta,
+            time_limit, init_from, cache_root) -> None:
     """Train the CNN designed from scratch, evaluate it on the official test images, save it."""
     import json
 
@@ -181,13 +184,18 @@ def scratch(data, breed_names, breed_count, run_dir, params_file, size, epochs, 
         values["epochs"] = epochs
     if not augment:
         values["augmentation"] = Augmentation.off()
+    if flip_tta:
+        values["flip_tta"] = True
     try:
         params = ScratchParams.from_dict(values)
     except (TypeError, ValueError) as error:
         raise click.BadParameter(str(error), param_hint="--params/--set") from error
-    metrics = run_scratch(data, run_dir, params, list(breed_names) or None, breed_count,
-                          cache_root or DEFAULT_CACHE, time_limit * 60 if time_limit else None,
-                          init_from=init_from, log=lambda line: click.echo(line, err=True))
+    try:
+        metrics = run_scratch(data, run_dir, params, list(breed_names) or None, breed_count,
+                              cache_root or DEFAULT_CACHE, time_limit * 60 if time_limit else None,
+                              init_from=init_from, log=lambda line: click.echo(line, err=True))
+    except ValueError as error:  # a resume with other hyperparameters, a warm start from another architecture
+        raise click.ClickException(str(error)) from error
     click.echo(f"{run_dir}: test top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f} "
                f"({metrics['epochs_done']}/{metrics['epochs_planned']} epochs, {metrics['stopped']})")
 

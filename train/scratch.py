@@ -4,15 +4,16 @@ The network follows known designs: a stride-2 stem (optionally with ResNet's max
 stages that halve the resolution and widen the filters, each made of VGG-style conv + batch-norm
 stacks, ResNet basic blocks or Xception-style depthwise-separable residual blocks, then global
 average pooling, an optional dense layer and a softmax named "breeds". All sizes live in one
-dataclass, ScratchParams, which the hyperparameter search (train/search.py) fills.
+dataclass, ScratchParams, which the hyperparameter search (train/search.py) fills. With flip_tta the
+shipped model wraps the trained network: it looks at each photo and its mirror and averages.
 
 Photos are decoded and squashed once into uint8 arrays (cache/scratch/<size>/); training reads
 those and augments them inside the tf.data graph, so each epoch costs only the network itself.
 Training is resumable: after every epoch the full model (with its optimizer state) and the
 progress are checkpointed, and a run started again with the same folder continues from there.
 
-The saved model takes float32 raw RGB pixels in [0, 255] (rescaling is its first layer, standard
-Keras layers only) and ships with model_info.json for `dogtag export`.
+The saved model takes float32 raw RGB pixels in [0, 255] (rescaling is its first layer; standard
+Keras layers only, plus MirrorImage with flip_tta) and ships with model_info.json for `dogtag export`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from edge_app.model_file import ModelInfo
 from train.dataset import Dataset, load_split, select_breeds, stratified_indices
 from train.devices import distribution_strategy, training_precision
 from train.evaluate import evaluate, write_run
+from train.layers import MirrorImage
 from train.pipeline import image_dataset
 from train.preprocess import Augmentation, Preprocessing, augmentation_layers
 
@@ -49,7 +51,8 @@ class ScratchParams:
     units per stage (a unit is one conv for "vgg", one two-conv residual block otherwise);
     stem_pool adds ResNet's max-pool to the stride-2 stem, so that the first stage works at a quarter
     of the input size (about 4x cheaper on CPU); dense_units 0 puts the softmax straight on the
-    pooled features.
+    pooled features. flip_tta does not change training: the shipped model also looks at each photo
+    mirrored and averages both answers (twice the inference compute).
     """
 
     size: int = 112
@@ -69,6 +72,7 @@ class ScratchParams:
     validation_fraction: float = 0.1
     seed: int = 0
     augmentation: Augmentation = field(default_factory=Augmentation)
+    flip_tta: bool = False
 
     def __post_init__(self) -> None:
         if self.block not in BLOCK_TYPES:
@@ -166,6 +170,23 @@ def build_model(params: ScratchParams, classes: int) -> keras.Model:
         x = keras.layers.Dropout(params.dropout, name="dense_dropout")(x)
     breeds = keras.layers.Dense(classes, activation="softmax", dtype="float32", name="breeds")(x)
     return keras.Model(pixels, breeds, name=f"dogtag_scratch_{params.block}")
+
+
+def with_flip_tta(network: keras.Model) -> keras.Model:
+    """`network` looking at each photo and at its mirror, the two breed probabilities averaged.
+
+    Same input and output contract as the network (raw pixels in, a softmax named "breeds" out),
+    so export and the edge app treat it like any other model; it costs two forward passes.
+    """
+    pixels = keras.Input(network.input_shape[1:], dtype="float32", name="pixels")
+    looks = [network(pixels), network(MirrorImage(name="mirror")(pixels))]
+    return keras.Model(pixels, keras.layers.Average(name="breeds")(looks), name=f"{network.name}_flip_tta")
+
+
+def trained_network(model: keras.Model) -> keras.Model:
+    """The network inside a shipped model: itself, or the one that with_flip_tta wrapped."""
+    nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    return nested[0] if nested else model
 
 
 def compile_model(model: keras.Model, params: ScratchParams, steps_per_epoch: int) -> None:
@@ -313,7 +334,7 @@ def warm_start(model: keras.Model, source: Path, log=print) -> int:
     Both must have the same architecture (the same ScratchParams but the number of breeds); a
     mismatch is refused rather than half-copied. Returns how many layers were copied.
     """
-    donor = {layer.name: layer for layer in keras.models.load_model(source).layers}
+    donor = {layer.name: layer for layer in trained_network(keras.models.load_model(source)).layers}
     layers = [layer for layer in model.layers if layer.weights and layer.name != "breeds"]
     mismatched = [layer.name for layer in layers if layer.name not in donor
                   or [tuple(w.shape) for w in donor[layer.name].weights] != [tuple(w.shape) for w in layer.weights]]
@@ -338,6 +359,7 @@ def train_model(
     """
     checkpoint_dir = Path(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    _refuse_other_params(checkpoint_dir, params)
     keras.utils.set_random_seed(params.seed)
     progress = Progress(checkpoint_dir, params.patience, time_limit_s, log)
     steps = steps_per_epoch(len(images), params.batch_size)
@@ -362,6 +384,23 @@ def train_model(
     if (checkpoint_dir / "best.weights.h5").exists():
         model.load_weights(checkpoint_dir / "best.weights.h5")
     return model, progress.state
+
+
+def _refuse_other_params(checkpoint_dir: Path, params: ScratchParams) -> None:
+    """A run resumes (or is re-evaluated) only with the hyperparameters it was started with.
+
+    Its checkpoint holds a network and an optimizer schedule built from them, so other values would
+    be recorded beside a model they did not make. flip_tta is free: it only changes the shipped model.
+    Checkpoints older than params.json are not checked.
+    """
+    recorded = checkpoint_dir / "params.json"
+    if (checkpoint_dir / "last.keras").exists() and recorded.exists():
+        before, now = json.loads(recorded.read_text()), json.loads(json.dumps(params.to_dict()))
+        differing = sorted(key for key in set(before) | set(now) if key != "flip_tta" and before.get(key) != now.get(key))
+        if differing:
+            raise ValueError(f"{checkpoint_dir.parent} was started with other values of {', '.join(differing)} "
+                             f"(see {recorded}); resume it with the same hyperparameters or use a new run folder")
+    recorded.write_text(json.dumps(params.to_dict(), indent=2))
 
 
 def best_epoch(history: dict) -> int:
@@ -412,20 +451,23 @@ def run_scratch(
     log(f"{classes} breeds: {len(fit_rows)} training, {len(val_rows)} validation, {len(test_split)} test images; "
         f"{params.describe()}")
 
-    model, state = train_model(params, images[fit_rows], labels[fit_rows], images[val_rows], labels[val_rows],
-                               classes, run_dir / "checkpoints", time_limit_s, log, init_from)
+    network, state = train_model(params, images[fit_rows], labels[fit_rows], images[val_rows], labels[val_rows],
+                                 classes, run_dir / "checkpoints", time_limit_s, log, init_from)
     trained = time.perf_counter()
+    model = with_flip_tta(network) if params.flip_tta else network
     val_probabilities = predict(model, images[val_rows])
     thresholds = tune_thresholds(val_probabilities, labels[val_rows], np.ones(len(val_rows)))
     thresholds = {k: v for k, v in thresholds.items() if "dog" not in k}
     metrics = evaluate(predict(model, test_images), test_labels, train_split.breeds)
     stopped = state["stopped"] or ("planned epochs done" if state["epoch"] >= params.epochs else "interrupted")
     metrics.update(
-        approach=f"scratch CNN ({params.block})" + (" warm-started" if init_from else ""),
+        approach=f"scratch CNN ({params.block})" + (" warm-started" if init_from else "")
+        + (" + flip TTA" if params.flip_tta else ""),
+        flip_tta=params.flip_tta,
         validation_top1=round(float(np.mean(val_probabilities.argmax(1) == labels[val_rows])), 4),
         epochs_done=state["epoch"], epochs_planned=params.epochs, stopped=stopped,
         best_epoch=best_epoch(state["history"]),
-        parameters=int(model.count_params()), thresholds=thresholds,
+        parameters=int(network.count_params()), thresholds=thresholds,
         train_images=len(fit_rows), validation_images=len(val_rows), test_images=len(test_split),
     )
     save_model(model, train_split, params, thresholds, run_dir)
@@ -456,6 +498,6 @@ def save_model(model: keras.Model, dataset: Dataset, params: ScratchParams, thre
         labels=tuple(dataset.breeds), input_size=(params.size, params.size), resize="squash",
         min_confidence=thresholds["min_confidence"], min_dog=0.5,
         model_version=f"scratch-{params.describe()}-{run_dir.name}", breeds_output="breeds", dog_output=None,
-        extra={"wnids": list(dataset.wnids), "architecture": params.describe()},
+        extra={"wnids": list(dataset.wnids), "architecture": params.describe(), "flip_tta": params.flip_tta},
     )
     (run_dir / "model_info.json").write_text(info.to_json())
