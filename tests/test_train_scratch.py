@@ -194,3 +194,23 @@ def test_a_finished_run_can_be_re_evaluated_with_flip_tta_but_not_resumed_with_o
     with pytest.raises(ValueError, match="other values of dense_units, dropout"):
         run_scratch(colour_breeds, tmp_path / "run", replace(params, dropout=0.5, dense_units=32),
                     cache_root=tmp_path / "cache", log=lambda _: None)
+
+
+def test_head_only_trains_the_breeds_layer_alone_on_a_warm_started_network(colour_breeds, tmp_path):
+    donor = build_model(TINY, classes=5)
+    donor.save(tmp_path / "donor.keras")
+    params = replace(TINY, epochs=2, head_only=True)
+    with pytest.raises(ValueError, match="init_from"):
+        run_scratch(colour_breeds, tmp_path / "cold", params, cache_root=tmp_path / "cache", log=lambda _: None)
+    metrics = run_scratch(colour_breeds, tmp_path / "run", params, cache_root=tmp_path / "cache",
+                          init_from=tmp_path / "donor.keras", log=lambda _: None)
+    assert metrics["approach"].endswith("warm-started, head only")
+    trained = keras.models.load_model(tmp_path / "run" / "model.keras")
+    for layer in donor.layers:
+        if layer.weights and layer.name != "breeds":  # batch norm statistics included: inference mode
+            for before, after in zip(layer.get_weights(), trained.get_layer(layer.name).get_weights(), strict=True):
+                np.testing.assert_array_equal(after, before, err_msg=layer.name)
+    keras.utils.set_random_seed(params.seed)  # as training does before building: the head's starting weights
+    untrained_head = build_model(params, classes=3).get_layer("breeds").get_weights()[0]
+    assert not np.allclose(trained.get_layer("breeds").get_weights()[0], untrained_head)  # the head did learn
+    assert metrics["epochs_done"] == 2 and metrics["train_images"] > 0

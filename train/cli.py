@@ -160,6 +160,8 @@ def _parse_overrides(pairs: tuple[str, ...]) -> dict:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override any hyperparameter, e.g. --set block=vgg --set 'filters=[32,64,128]'; repeatable.")
 @click.option("--augment/--no-augment", default=True, show_default=True, help="Random training-time transforms.")
+@click.option("--head-only", is_flag=True, default=False,
+              help="With --init-from: keep the copied layers frozen and train only the new breeds layer.")
 @click.option("--flip-tta", is_flag=True, default=False,
               help="The saved model also looks at each photo mirrored and averages (2x the inference compute). "
                    "Added to the command of a finished run, it re-evaluates that run's model this way without training.")
@@ -168,8 +170,8 @@ def _parse_overrides(pairs: tuple[str, ...]) -> dict:
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Warm-start from another scratch model.keras of the same architecture (all but its head).")
 @scratch_cache_option
-def scratch(data, breed_names, breed_count, run_dir, params_file, size, epochs, overrides, augment, flip_tta,
-            time_limit, init_from, cache_root) -> None:
+def scratch(data, breed_names, breed_count, run_dir, params_file, size, epochs, overrides, augment, head_only,
+            flip_tta, time_limit, init_from, cache_root) -> None:
     """Train the CNN designed from scratch, evaluate it on the official test images, save it."""
     import json
 
@@ -184,6 +186,8 @@ def scratch(data, breed_names, breed_count, run_dir, params_file, size, epochs, 
         values["epochs"] = epochs
     if not augment:
         values["augmentation"] = Augmentation.off()
+    if head_only:
+        values["head_only"] = True
     if flip_tta:
         values["flip_tta"] = True
     try:

@@ -51,7 +51,9 @@ class ScratchParams:
     units per stage (a unit is one conv for "vgg", one two-conv residual block otherwise);
     stem_pool adds ResNet's max-pool to the stride-2 stem, so that the first stage works at a quarter
     of the input size (about 4x cheaper on CPU); dense_units 0 puts the softmax straight on the
-    pooled features. flip_tta does not change training: the shipped model also looks at each photo
+    pooled features. head_only, for a warm start, keeps every copied layer frozen (batch norm in
+    inference mode) and trains only the new "breeds" layer: a linear classifier on the donor's
+    features, which suits a few breeds with few photos. flip_tta does not change training: the shipped model also looks at each photo
     mirrored and averages both answers (twice the inference compute).
     """
 
@@ -72,6 +74,7 @@ class ScratchParams:
     validation_fraction: float = 0.1
     seed: int = 0
     augmentation: Augmentation = field(default_factory=Augmentation)
+    head_only: bool = False
     flip_tta: bool = False
 
     def __post_init__(self) -> None:
@@ -354,9 +357,12 @@ def train_model(
 ) -> tuple[keras.Model, dict]:
     """Train (or resume training) and return the model with its best validation weights and the state.
 
-    `init_from` starts a new training from another scratch model's weights (all but its head).
-    The state holds the per-epoch history, the epochs done, why training stopped and its seconds.
+    `init_from` starts a new training from another scratch model's weights (all but its head);
+    with params.head_only those weights stay frozen. The state holds the per-epoch history, the epochs done, why training stopped and its seconds.
     """
+    if params.head_only and init_from is None and not (Path(checkpoint_dir) / "last.keras").exists():
+        raise ValueError("head_only trains the breeds layer alone on top of a warm-started network: "
+                         "give the model to start from (init_from / --init-from)")
     checkpoint_dir = Path(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     _refuse_other_params(checkpoint_dir, params)
@@ -372,6 +378,9 @@ def train_model(
             model = build_model(params, classes)
             if init_from is not None:
                 warm_start(model, init_from, log)
+            if params.head_only:
+                for layer in model.layers:
+                    layer.trainable = layer.name == "breeds"
             compile_model(model, params, steps)
     if not progress.finished and progress.state["epoch"] < params.epochs:
         model.fit(
@@ -462,6 +471,7 @@ def run_scratch(
     stopped = state["stopped"] or ("planned epochs done" if state["epoch"] >= params.epochs else "interrupted")
     metrics.update(
         approach=f"scratch CNN ({params.block})" + (" warm-started" if init_from else "")
+        + (", head only" if params.head_only else "")
         + (" + flip TTA" if params.flip_tta else ""),
         flip_tta=params.flip_tta,
         validation_top1=round(float(np.mean(val_probabilities.argmax(1) == labels[val_rows])), 4),
