@@ -17,6 +17,7 @@ from tests.fakes import make_mini_stanford_dogs  # noqa: E402
 from train.preprocess import Augmentation  # noqa: E402
 from train.scratch import (  # noqa: E402
     BLOCK_TYPES,
+    RunMismatch,
     ScratchParams,
     build_model,
     run_scratch,
@@ -155,7 +156,8 @@ def test_a_model_for_a_few_breeds_can_start_from_one_trained_on_more_breeds_exce
     few = build_model(TINY, classes=3)
     copied = warm_start(few, tmp_path / "many.keras", log=lambda _: None)
     assert copied == sum(1 for layer in few.layers if layer.weights) - 1  # every layer but "breeds"
-    np.testing.assert_array_equal(few.get_layer("stem_conv").get_weights()[0], many.get_layer("stem_conv").get_weights()[0])
+    np.testing.assert_array_equal(few.get_layer("stem_conv").get_weights()[0],
+                                  many.get_layer("stem_conv").get_weights()[0])
     assert few.get_layer("breeds").get_weights()[0].shape[-1] == 3
     with_flip_tta(many).save(tmp_path / "many-flip-tta.keras")  # a shipped flip-TTA model is a donor too
     assert warm_start(build_model(TINY, classes=3), tmp_path / "many-flip-tta.keras", log=lambda _: None) == copied
@@ -183,34 +185,63 @@ def test_with_flip_tta_the_shipped_model_averages_the_photo_and_its_mirror(colou
 
 def test_a_finished_run_can_be_re_evaluated_with_flip_tta_but_not_resumed_with_other_hyperparameters(
         colour_breeds, tmp_path):
-    params = replace(TINY, epochs=2)
-    plain = run_scratch(colour_breeds, tmp_path / "run", params, cache_root=tmp_path / "cache", log=lambda _: None)
+    donor = build_model(TINY, classes=5)
+    donor.save(tmp_path / "donor.keras")
+    params, run = replace(TINY, epochs=2), tmp_path / "run"
+    plain = run_scratch(colour_breeds, run, params, cache_root=tmp_path / "cache", init_from=tmp_path / "donor.keras",
+                        log=lambda _: None)
     lines = []
-    again = run_scratch(colour_breeds, tmp_path / "run", replace(params, flip_tta=True), cache_root=tmp_path / "cache",
+    again = run_scratch(colour_breeds, run, replace(params, flip_tta=True), cache_root=tmp_path / "cache",
                         log=lines.append)
     assert not any(line.startswith("epoch") for line in lines)  # nothing trained again
     assert again["flip_tta"] is True and again["epochs_done"] == plain["epochs_done"] == 2
     assert again["timings"]["training_seconds"] == plain["timings"]["training_seconds"]
-    with pytest.raises(ValueError, match="other values of dense_units, dropout"):
-        run_scratch(colour_breeds, tmp_path / "run", replace(params, dropout=0.5, dense_units=32),
+    # Where the run came from stays in its record, although the second command did not repeat it.
+    assert again["approach"] == "scratch CNN (residual) warm-started + flip TTA"
+    assert json.loads((run / "config.json").read_text())["init_from"] == str(tmp_path / "donor.keras")
+
+    with pytest.raises(RunMismatch, match="other values of dense_units, dropout.*--init-from"):
+        run_scratch(colour_breeds, run, replace(params, dropout=0.5, dense_units=32),
                     cache_root=tmp_path / "cache", log=lambda _: None)
+    with pytest.raises(RunMismatch, match="other values of epochs"):  # the schedule lives in the saved optimizer
+        run_scratch(colour_breeds, run, replace(params, epochs=4), cache_root=tmp_path / "cache", log=lambda _: None)
+    # A record written before a hyperparameter existed means that hyperparameter's default.
+    recorded = json.loads((run / "checkpoints" / "params.json").read_text())
+    del recorded["head_only"]
+    (run / "checkpoints" / "params.json").write_text(json.dumps(recorded))
+    assert run_scratch(colour_breeds, run, params, cache_root=tmp_path / "cache", log=lambda _: None)["top1"] > 0
+
+
+def test_a_run_folder_being_trained_by_another_process_is_refused(tmp_path):
+    fcntl = pytest.importorskip("fcntl")  # POSIX advisory locks; Windows has no guard
+
+    images, labels = np.zeros((8, 32, 32, 3), dtype="uint8"), np.arange(8) % 2
+    (tmp_path / "checkpoints").mkdir()
+    with open(tmp_path / "checkpoints" / "lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(RunMismatch, match="being trained by another process"):
+            train_model(TINY, images, labels, images, labels, 2, tmp_path / "checkpoints", log=lambda _: None)
+    assert not (tmp_path / "checkpoints" / "last.keras").exists()
 
 
 def test_head_only_trains_the_breeds_layer_alone_on_a_warm_started_network(colour_breeds, tmp_path):
     donor = build_model(TINY, classes=5)
     donor.save(tmp_path / "donor.keras")
     params = replace(TINY, epochs=2, head_only=True)
-    with pytest.raises(ValueError, match="init_from"):
+    with pytest.raises(RunMismatch, match="init_from"):
         run_scratch(colour_breeds, tmp_path / "cold", params, cache_root=tmp_path / "cache", log=lambda _: None)
-    metrics = run_scratch(colour_breeds, tmp_path / "run", params, cache_root=tmp_path / "cache",
-                          init_from=tmp_path / "donor.keras", log=lambda _: None)
-    assert metrics["approach"].endswith("warm-started, head only")
-    trained = keras.models.load_model(tmp_path / "run" / "model.keras")
-    for layer in donor.layers:
-        if layer.weights and layer.name != "breeds":  # batch norm statistics included: inference mode
+    first = run_scratch(colour_breeds, tmp_path / "run", params, cache_root=tmp_path / "cache", time_limit_s=0,
+                        init_from=tmp_path / "donor.keras", log=lambda _: None)
+    assert first["epochs_done"] == 1
+    head_after_one_epoch = keras.models.load_model(tmp_path / "run" / "checkpoints" / "last.keras").get_layer("breeds")
+    metrics = run_scratch(colour_breeds, tmp_path / "run", params, cache_root=tmp_path / "cache", log=lambda _: None)
+    assert metrics["epochs_done"] == 2 and metrics["approach"].endswith("warm-started, head only")
+
+    trained = keras.models.load_model(tmp_path / "run" / "checkpoints" / "last.keras")
+    assert [layer.name for layer in trained.layers if layer.trainable_weights] == ["breeds"]
+    for layer in donor.layers:  # still the donor's, batch-norm statistics included, after a resume
+        if layer.weights and layer.name != "breeds":
             for before, after in zip(layer.get_weights(), trained.get_layer(layer.name).get_weights(), strict=True):
                 np.testing.assert_array_equal(after, before, err_msg=layer.name)
-    keras.utils.set_random_seed(params.seed)  # as training does before building: the head's starting weights
-    untrained_head = build_model(params, classes=3).get_layer("breeds").get_weights()[0]
-    assert not np.allclose(trained.get_layer("breeds").get_weights()[0], untrained_head)  # the head did learn
-    assert metrics["epochs_done"] == 2 and metrics["train_images"] > 0
+    # The head went on learning in the second sitting.
+    assert not np.allclose(trained.get_layer("breeds").get_weights()[0], head_after_one_epoch.get_weights()[0])

@@ -160,11 +160,13 @@ def _parse_overrides(pairs: tuple[str, ...]) -> dict:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override any hyperparameter, e.g. --set block=vgg --set 'filters=[32,64,128]'; repeatable.")
 @click.option("--augment/--no-augment", default=True, show_default=True, help="Random training-time transforms.")
-@click.option("--head-only", is_flag=True, default=False,
-              help="With --init-from: keep the copied layers frozen and train only the new breeds layer.")
-@click.option("--flip-tta", is_flag=True, default=False,
-              help="The saved model also looks at each photo mirrored and averages (2x the inference compute). "
-                   "Added to the command of a finished run, it re-evaluates that run's model this way without training.")
+@click.option("--head-only/--no-head-only", default=None,
+              help="With --init-from: keep the copied layers frozen and train only the new breeds layer "
+                   "[default: from --params, else no].")
+@click.option("--flip-tta/--no-flip-tta", default=None,
+              help="The saved model also looks at each photo mirrored and averages (2x the inference compute); "
+                   "added to the command of a finished run, it re-evaluates that run's model without training "
+                   "[default: from --params, else no].")
 @click.option("--time-limit", type=float, default=None,
               help="Stop training after this many minutes, record the run as it stands; run again to resume.")
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
@@ -176,7 +178,7 @@ def scratch(data, breed_names, breed_count, run_dir, params_file, size, epochs, 
     import json
 
     from train.preprocess import Augmentation
-    from train.scratch import DEFAULT_CACHE, ScratchParams, run_scratch
+    from train.scratch import DEFAULT_CACHE, RunMismatch, ScratchParams, run_scratch
 
     values = json.loads(params_file.read_text()) if params_file else {}
     values.update(_parse_overrides(overrides))
@@ -186,10 +188,10 @@ def scratch(data, breed_names, breed_count, run_dir, params_file, size, epochs, 
         values["epochs"] = epochs
     if not augment:
         values["augmentation"] = Augmentation.off()
-    if head_only:
-        values["head_only"] = True
-    if flip_tta:
-        values["flip_tta"] = True
+    if head_only is not None:
+        values["head_only"] = head_only
+    if flip_tta is not None:
+        values["flip_tta"] = flip_tta
     try:
         params = ScratchParams.from_dict(values)
     except (TypeError, ValueError) as error:
@@ -198,7 +200,7 @@ def scratch(data, breed_names, breed_count, run_dir, params_file, size, epochs, 
         metrics = run_scratch(data, run_dir, params, list(breed_names) or None, breed_count,
                               cache_root or DEFAULT_CACHE, time_limit * 60 if time_limit else None,
                               init_from=init_from, log=lambda line: click.echo(line, err=True))
-    except ValueError as error:  # a resume with other hyperparameters, a warm start from another architecture
+    except RunMismatch as error:  # e.g. a resume with other hyperparameters, a busy run folder
         raise click.ClickException(str(error)) from error
     click.echo(f"{run_dir}: test top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f} "
                f"({metrics['epochs_done']}/{metrics['epochs_planned']} epochs, {metrics['stopped']})")

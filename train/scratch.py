@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -43,6 +44,10 @@ WEIGHT_DECAY = {"adam": 0.0, "adamw": 0.05, "sgd": 5e-4}
 DEFAULT_CACHE = Path("cache/scratch")
 
 
+class RunMismatch(ValueError):
+    """A run folder, a model to start from and the options given do not fit together."""
+
+
 @dataclass(frozen=True)
 class ScratchParams:
     """Every hyperparameter of the scratch CNN and its training, with the defaults we ship.
@@ -53,8 +58,9 @@ class ScratchParams:
     of the input size (about 4x cheaper on CPU); dense_units 0 puts the softmax straight on the
     pooled features. head_only, for a warm start, keeps every copied layer frozen (batch norm in
     inference mode) and trains only the new "breeds" layer: a linear classifier on the donor's
-    features, which suits a few breeds with few photos. flip_tta does not change training: the shipped model also looks at each photo
-    mirrored and averages both answers (twice the inference compute).
+    features, which suits a few breeds with few photos. flip_tta does not change training: the
+    shipped model also looks at each photo mirrored and averages both answers (twice the
+    inference compute).
     """
 
     size: int = 112
@@ -188,8 +194,9 @@ def with_flip_tta(network: keras.Model) -> keras.Model:
 
 def trained_network(model: keras.Model) -> keras.Model:
     """The network inside a shipped model: itself, or the one that with_flip_tta wrapped."""
-    nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
-    return nested[0] if nested else model
+    if not model.name.endswith("_flip_tta"):
+        return model
+    return next(layer for layer in model.layers if isinstance(layer, keras.Model))
 
 
 def compile_model(model: keras.Model, params: ScratchParams, steps_per_epoch: int) -> None:
@@ -286,14 +293,16 @@ def predict(model: keras.Model, images: np.ndarray, batch_size: int = 64) -> np.
 class Progress(keras.callbacks.Callback):
     """Checkpoints every epoch, keeps the best weights, stops early or at a time limit, logs a line.
 
-    Keeps its own state (epoch, history, best score, epochs without improvement) in state.json beside
-    last.keras, so a run started again resumes exactly where it stopped.
+    Keeps its own state (epoch, history, best score, epochs without improvement, the model it was
+    warm-started from) in state.json beside last.keras, so a run started again resumes exactly where
+    it stopped.
     """
 
     def __init__(self, directory: Path, patience: int, time_limit_s: float | None, log=print):
         super().__init__()
         self.directory, self.patience, self.time_limit_s, self.log = Path(directory), patience, time_limit_s, log
-        self.state = {"epoch": 0, "history": {}, "best": None, "wait": 0, "stopped": None, "seconds": 0.0}
+        self.state = {"epoch": 0, "history": {}, "best": None, "wait": 0, "stopped": None, "seconds": 0.0,
+                      "init_from": None}
         if (self.directory / "state.json").exists():
             self.state.update(json.loads((self.directory / "state.json").read_text()))
         self.began = time.perf_counter()
@@ -312,7 +321,8 @@ class Progress(keras.callbacks.Callback):
         improved = self.state["best"] is None or tuple(score) > tuple(self.state["best"])
         if improved:
             self.state["best"], self.state["wait"] = list(score), 0
-            self.model.save_weights(self.directory / "best.weights.h5")
+            self.model.save_weights(self.directory / "best.tmp.weights.h5")
+            (self.directory / "best.tmp.weights.h5").replace(self.directory / "best.weights.h5")
         else:
             self.state["wait"] += 1
         self.state["epoch"] = epoch + 1
@@ -342,7 +352,7 @@ def warm_start(model: keras.Model, source: Path, log=print) -> int:
     mismatched = [layer.name for layer in layers if layer.name not in donor
                   or [tuple(w.shape) for w in donor[layer.name].weights] != [tuple(w.shape) for w in layer.weights]]
     if mismatched:
-        raise ValueError(f"{source}: not the same architecture ({len(mismatched)} layers differ, e.g. "
+        raise RunMismatch(f"{source}: not the same architecture ({len(mismatched)} layers differ, e.g. "
                          f"{', '.join(mismatched[:3])}); warm-start from a model trained with the same params")
     for layer in layers:
         layer.set_weights(donor[layer.name].get_weights())
@@ -358,14 +368,17 @@ def train_model(
     """Train (or resume training) and return the model with its best validation weights and the state.
 
     `init_from` starts a new training from another scratch model's weights (all but its head);
-    with params.head_only those weights stay frozen. The state holds the per-epoch history, the epochs done, why training stopped and its seconds.
+    with params.head_only those weights stay frozen. One process at a time trains a folder. The
+    state holds the per-epoch history, the epochs done, why training stopped and its seconds.
     """
-    if params.head_only and init_from is None and not (Path(checkpoint_dir) / "last.keras").exists():
-        raise ValueError("head_only trains the breeds layer alone on top of a warm-started network: "
-                         "give the model to start from (init_from / --init-from)")
     checkpoint_dir = Path(checkpoint_dir)
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    _refuse_other_params(checkpoint_dir, params)
+    check_run_folder(checkpoint_dir, params, init_from)
+    with _only_trainer(checkpoint_dir):
+        return _train(params, images, labels, val_images, val_labels, classes, checkpoint_dir, time_limit_s, log,
+                      init_from)
+
+
+def _train(params, images, labels, val_images, val_labels, classes, checkpoint_dir, time_limit_s, log, init_from):
     keras.utils.set_random_seed(params.seed)
     progress = Progress(checkpoint_dir, params.patience, time_limit_s, log)
     steps = steps_per_epoch(len(images), params.batch_size)
@@ -378,6 +391,7 @@ def train_model(
             model = build_model(params, classes)
             if init_from is not None:
                 warm_start(model, init_from, log)
+                progress.state["init_from"] = str(init_from)
             if params.head_only:
                 for layer in model.layers:
                     layer.trainable = layer.name == "breeds"
@@ -395,21 +409,59 @@ def train_model(
     return model, progress.state
 
 
-def _refuse_other_params(checkpoint_dir: Path, params: ScratchParams) -> None:
-    """A run resumes (or is re-evaluated) only with the hyperparameters it was started with.
+def check_run_folder(checkpoint_dir: Path, params: ScratchParams, init_from: Path | None) -> None:
+    """Refuse, before any work, a training that cannot go on in this folder; then record its params.
 
-    Its checkpoint holds a network and an optimizer schedule built from them, so other values would
-    be recorded beside a model they did not make. flip_tta is free: it only changes the shipped model.
-    Checkpoints older than params.json are not checked.
+    A run resumes (or is re-evaluated) only with the hyperparameters it was started with: its
+    checkpoint holds a network and an optimizer schedule built from them, so other values would be
+    recorded beside a model they did not make. flip_tta is free: it only changes the shipped model.
+    The record is checkpoints/params.json, or for older runs the params in the run's config.json.
     """
+    checkpoint_dir = Path(checkpoint_dir)
+    resuming = (checkpoint_dir / "last.keras").exists()
+    if params.head_only and init_from is None and not resuming:
+        raise RunMismatch("head_only trains the breeds layer alone on top of a warm-started network: "
+                          "give the model to start from (init_from / --init-from)")
     recorded = checkpoint_dir / "params.json"
-    if (checkpoint_dir / "last.keras").exists() and recorded.exists():
-        before, now = json.loads(recorded.read_text()), json.loads(json.dumps(params.to_dict()))
-        differing = sorted(key for key in set(before) | set(now) if key != "flip_tta" and before.get(key) != now.get(key))
+    if not recorded.exists():
+        recorded = checkpoint_dir.parent / "config.json"
+    if resuming and recorded.exists():
+        values = json.loads(recorded.read_text())
+        try:
+            before = ScratchParams.from_dict(values.get("params", values) if recorded.name == "config.json" else values)
+        except (TypeError, ValueError) as error:
+            raise RunMismatch(f"{recorded} holds hyperparameters this version cannot read ({error})") from None
+        before, now = before.to_dict(), params.to_dict()
+        differing = sorted(key for key in now if key != "flip_tta" and before[key] != now[key])
         if differing:
-            raise ValueError(f"{checkpoint_dir.parent} was started with other values of {', '.join(differing)} "
-                             f"(see {recorded}); resume it with the same hyperparameters or use a new run folder")
-    recorded.write_text(json.dumps(params.to_dict(), indent=2))
+            run_dir = checkpoint_dir.parent
+            raise RunMismatch(
+                f"{run_dir} was started with other values of {', '.join(differing)} (see {recorded}); resume it "
+                f"with the same hyperparameters, or train on from its model in a new run folder "
+                f"(--init-from {run_dir / 'model.keras'})")
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    (checkpoint_dir / "params.json").write_text(json.dumps(params.to_dict(), indent=2))
+
+
+@contextmanager
+def _only_trainer(checkpoint_dir: Path):
+    """Hold an exclusive lock on the checkpoints while training, so that a second trainer is refused.
+
+    Two processes saving the same checkpoints would each record the other's weights as their own.
+    The lock goes with the process, however it ends. (No lock where fcntl is missing: Windows.)
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(Path(checkpoint_dir) / "lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunMismatch(f"{Path(checkpoint_dir).parent} is being trained by another process: "
+                              "wait for it to end or stop it") from None
+        yield
 
 
 def best_epoch(history: dict) -> int:
@@ -448,6 +500,7 @@ def run_scratch(
     from train.transfer_run import tune_thresholds
 
     run_dir = Path(run_dir)
+    check_run_folder(run_dir / "checkpoints", params, init_from)
     train_split, test_split = load_breeds(data, breeds, breed_count)
     classes = len(train_split.breeds)
     labels = np.array([s.label for s in train_split.samples], dtype="int32")
@@ -464,6 +517,7 @@ def run_scratch(
                                  classes, run_dir / "checkpoints", time_limit_s, log, init_from)
     trained = time.perf_counter()
     model = with_flip_tta(network) if params.flip_tta else network
+    init_from = init_from or state.get("init_from")  # a resumed or re-evaluated run keeps its record
     val_probabilities = predict(model, images[val_rows])
     thresholds = tune_thresholds(val_probabilities, labels[val_rows], np.ones(len(val_rows)))
     thresholds = {k: v for k, v in thresholds.items() if "dog" not in k}
