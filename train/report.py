@@ -76,6 +76,8 @@ def report(root: Path) -> str:
               "Training data: plain = the images as they are, flip = mirrored copies, box = cropped to the annotated "
               "dog, aug1 = one randomly augmented copy (flip, crop, rotation, shift, shear, zoom), equalized = "
               "histogram-equalized train and test images. flip TTA = the model also looks at each validation and test "
-              "photo mirrored and averages (twice the inference compute).", "",
+              "photo mirrored and averages (twice the inference compute). Scratch runs: warm-started = started "
+              "from another scratch model's weights (all but its head), head only = those weights frozen and only "
+              "a new breeds layer trained.", "",
               RESNET_NOTE]
     return "\n".join(lines) + "\n"
