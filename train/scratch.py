@@ -368,45 +368,41 @@ def train_model(
     """Train (or resume training) and return the model with its best validation weights and the state.
 
     `init_from` starts a new training from another scratch model's weights (all but its head);
-    with params.head_only those weights stay frozen. One process at a time trains a folder. The
+    with params.head_only those weights stay frozen. One process at a time trains a folder
+    (run_scratch checks beforehand that the folder's run can go on with these params). The
     state holds the per-epoch history, the epochs done, why training stopped and its seconds.
     """
     checkpoint_dir = Path(checkpoint_dir)
-    check_run_folder(checkpoint_dir, params, init_from)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
     with _only_trainer(checkpoint_dir):
-        return _train(params, images, labels, val_images, val_labels, classes, checkpoint_dir, time_limit_s, log,
-                      init_from)
-
-
-def _train(params, images, labels, val_images, val_labels, classes, checkpoint_dir, time_limit_s, log, init_from):
-    keras.utils.set_random_seed(params.seed)
-    progress = Progress(checkpoint_dir, params.patience, time_limit_s, log)
-    steps = steps_per_epoch(len(images), params.batch_size)
-    with distribution_strategy().scope(), training_precision():
-        if (checkpoint_dir / "last.keras").exists():
-            model = keras.models.load_model(checkpoint_dir / "last.keras")
-            _decay_kernels_only(model.optimizer)
-            log(f"resuming from {checkpoint_dir / 'last.keras'} after epoch {progress.state['epoch']}")
-        else:
-            model = build_model(params, classes)
-            if init_from is not None:
-                warm_start(model, init_from, log)
-                progress.state["init_from"] = str(init_from)
-            if params.head_only:
-                for layer in model.layers:
-                    layer.trainable = layer.name == "breeds"
-            compile_model(model, params, steps)
-    if not progress.finished and progress.state["epoch"] < params.epochs:
-        model.fit(
-            training_batches(images, labels, classes, params.batch_size, params.augmentation,
-                             seed=params.seed + progress.state["epoch"]),
-            validation_data=evaluation_batches(val_images, val_labels, classes, 128),
-            epochs=params.epochs, initial_epoch=progress.state["epoch"], shuffle=False, verbose=0,
-            callbacks=[progress],
-        )
-    if (checkpoint_dir / "best.weights.h5").exists():
-        model.load_weights(checkpoint_dir / "best.weights.h5")
-    return model, progress.state
+        keras.utils.set_random_seed(params.seed)
+        progress = Progress(checkpoint_dir, params.patience, time_limit_s, log)
+        steps = steps_per_epoch(len(images), params.batch_size)
+        with distribution_strategy().scope(), training_precision():
+            if (checkpoint_dir / "last.keras").exists():
+                model = keras.models.load_model(checkpoint_dir / "last.keras")
+                _decay_kernels_only(model.optimizer)
+                log(f"resuming from {checkpoint_dir / 'last.keras'} after epoch {progress.state['epoch']}")
+            else:
+                model = build_model(params, classes)
+                if init_from is not None:
+                    warm_start(model, init_from, log)
+                    progress.state["init_from"] = str(init_from)
+                if params.head_only:
+                    for layer in model.layers:
+                        layer.trainable = layer.name == "breeds"
+                compile_model(model, params, steps)
+        if not progress.finished and progress.state["epoch"] < params.epochs:
+            model.fit(
+                training_batches(images, labels, classes, params.batch_size, params.augmentation,
+                                 seed=params.seed + progress.state["epoch"]),
+                validation_data=evaluation_batches(val_images, val_labels, classes, 128),
+                epochs=params.epochs, initial_epoch=progress.state["epoch"], shuffle=False, verbose=0,
+                callbacks=[progress],
+            )
+        if (checkpoint_dir / "best.weights.h5").exists():
+            model.load_weights(checkpoint_dir / "best.weights.h5")
+        return model, progress.state
 
 
 def check_run_folder(checkpoint_dir: Path, params: ScratchParams, init_from: Path | None) -> None:
@@ -427,8 +423,10 @@ def check_run_folder(checkpoint_dir: Path, params: ScratchParams, init_from: Pat
         recorded = checkpoint_dir.parent / "config.json"
     if resuming and recorded.exists():
         values = json.loads(recorded.read_text())
+        if recorded.name == "config.json":  # a run's record keeps its params under "params"
+            values = values.get("params", values)
         try:
-            before = ScratchParams.from_dict(values.get("params", values) if recorded.name == "config.json" else values)
+            before = ScratchParams.from_dict(values)
         except (TypeError, ValueError) as error:
             raise RunMismatch(f"{recorded} holds hyperparameters this version cannot read ({error})") from None
         before, now = before.to_dict(), params.to_dict()
