@@ -20,9 +20,11 @@ from train.scratch import (  # noqa: E402
     RunMismatch,
     ScratchParams,
     build_model,
+    mix_batch,
     run_scratch,
     train_model,
     trained_network,
+    training_batches,
     warm_start,
     with_flip_tta,
 )
@@ -147,6 +149,8 @@ def test_unknown_or_invalid_hyperparameters_are_refused_with_their_names():
         ScratchParams.from_dict({"blcok": "vgg"})
     with pytest.raises(ValueError, match="block must be one of"):
         ScratchParams(block="inception")
+    with pytest.raises(ValueError, match="Beta alphas"):
+        ScratchParams(cutmix=-1.0)
     assert ScratchParams.from_dict(TINY.to_dict()) == TINY
 
 
@@ -245,3 +249,54 @@ def test_head_only_trains_the_breeds_layer_alone_on_a_warm_started_network(colou
                 np.testing.assert_array_equal(after, before, err_msg=layer.name)
     # The head went on learning in the second sitting.
     assert not np.allclose(trained.get_layer("breeds").get_weights()[0], head_after_one_epoch.get_weights()[0])
+
+
+def _black_and_white_batch():
+    """Four flat photos, black, white, black, white, each its own breed: the reversed batch pairs
+    every black photo with a white one, so a pixel's value tells which photo it came from."""
+    import tensorflow as tf
+
+    pixels = np.stack([np.full((16, 16, 3), value, "float32") for value in (0.0, 255.0, 0.0, 255.0)])
+    return tf.constant(pixels), tf.one_hot([0, 1, 2, 3], 4)
+
+
+@pytest.mark.parametrize(("mixup", "cutmix"), [(0.4, 0.0), (0.0, 1.0), (0.4, 1.0)])
+def test_mixup_and_cutmix_blend_each_label_in_the_share_its_photo_has_in_the_pixels(mixup, cutmix):
+    x, y = _black_and_white_batch()
+    for _ in range(10):
+        mixed_x, mixed_y = (t.numpy() for t in mix_batch(x, y, mixup, cutmix))
+        from_partner = np.where(x.numpy()[:, :1, :1, :1] == 0, mixed_x, 255 - mixed_x).mean(axis=(1, 2, 3)) / 255
+        partner_weight = mixed_y[np.arange(4), [3, 2, 1, 0]]
+        np.testing.assert_allclose(partner_weight, from_partner, atol=1e-5)
+        np.testing.assert_allclose(mixed_y.sum(axis=1), 1.0, atol=1e-6)
+        np.testing.assert_allclose(mixed_y[np.arange(4), [0, 1, 2, 3]], 1 - partner_weight, atol=1e-5)
+        if mixup == 0:  # cutmix pastes whole pixels: each is either its own or its partner's
+            assert set(np.unique(mixed_x)) <= {0.0, 255.0}
+
+
+def test_cutmix_pastes_one_box_and_mixup_blends_every_pixel_alike():
+    x, y = _black_and_white_batch()
+    for _ in range(10):
+        pasted = mix_batch(x, y, 0.0, 1.0)[0].numpy()[0, :, :, 0] > 0  # the white partner's pixels
+        rows, columns = np.nonzero(pasted)
+        if len(rows):
+            assert pasted[rows.min():rows.max() + 1, columns.min():columns.max() + 1].all()
+        blended = mix_batch(x, y, 0.4, 0.0)[0].numpy()[0]
+        assert np.ptp(blended) == 0
+
+
+def test_without_mixing_training_batches_keep_one_hot_labels_and_with_it_they_are_mixed():
+    images = np.random.default_rng(0).integers(0, 255, (64, 16, 16, 3)).astype("uint8")
+    labels = np.arange(64) % 4
+    plain = next(iter(training_batches(images, labels, 4, 32, Augmentation.off())))[1].numpy()
+    assert set(np.unique(plain)) == {0.0, 1.0}
+    mixed = [batch[1].numpy() for batch in training_batches(images, labels, 4, 32, Augmentation.off(), mixup=0.4)]
+    assert any(len(np.unique(batch)) > 2 for batch in mixed)
+    np.testing.assert_allclose(np.concatenate(mixed).sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_a_short_training_with_cutmix_and_mixup_still_learns_the_colour_coded_breeds(colour_breeds, tmp_path):
+    params = replace(TINY, epochs=10, mixup=0.2, cutmix=1.0)
+    metrics = run_scratch(colour_breeds, tmp_path / "run", params, cache_root=tmp_path / "cache", log=lambda _: None)
+    assert metrics["top1"] >= 0.8  # chance is 33%
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["params"]["cutmix"] == 1.0

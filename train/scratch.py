@@ -60,7 +60,10 @@ class ScratchParams:
     inference mode) and trains only the new "breeds" layer: a linear classifier on the donor's
     features, which suits a few breeds with few photos. flip_tta does not change training: the
     shipped model also looks at each photo mirrored and averages both answers (twice the
-    inference compute).
+    inference compute). mixup and cutmix (Beta alphas, 0 = off) blend each augmented training
+    batch with itself in reverse order: mixup averages whole photos, cutmix pastes a box of the
+    partner photo; the labels are blended in the same proportions. With both on, each batch picks
+    one of the two at random (as timm does). They fight overfitting and need longer training.
     """
 
     size: int = 112
@@ -80,6 +83,8 @@ class ScratchParams:
     validation_fraction: float = 0.1
     seed: int = 0
     augmentation: Augmentation = field(default_factory=Augmentation)
+    mixup: float = 0.0
+    cutmix: float = 0.0
     head_only: bool = False
     flip_tta: bool = False
 
@@ -92,6 +97,8 @@ class ScratchParams:
             raise ValueError(f"filters needs one positive count per stage, got {self.filters!r}")
         if self.size < 2 ** (len(self.filters) + 1 + self.stem_pool):
             raise ValueError(f"input size {self.size} is too small for {len(self.filters)} stages")
+        if self.mixup < 0 or self.cutmix < 0:
+            raise ValueError(f"mixup and cutmix are Beta alphas (0 = off), got {self.mixup!r} and {self.cutmix!r}")
 
     def to_dict(self) -> dict:
         """Plain JSON-able values (what best_params.json and config.json hold)."""
@@ -252,8 +259,10 @@ def cached_images(dataset: Dataset, size: int, cache_root: Path, name: str, log=
 
 
 def training_batches(images: np.ndarray, labels: np.ndarray, classes: int, batch_size: int,
-                     augmentation: Augmentation, seed: int = 0) -> tf.data.Dataset:
-    """Shuffled batches of (float32 pixels [0, 255], one-hot labels), augmented inside the graph."""
+                     augmentation: Augmentation, seed: int = 0, mixup: float = 0.0,
+                     cutmix: float = 0.0) -> tf.data.Dataset:
+    """Shuffled batches of (float32 pixels [0, 255], one-hot labels), augmented inside the graph,
+    then blended by mixup or cutmix when their alphas are above 0 (the labels become mixed)."""
     data = tf.data.Dataset.from_tensor_slices((images, labels.astype("int32")))
     # Full batches only (the few left over are reshuffled into the next epoch): one traced step, not two.
     data = data.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
@@ -264,9 +273,56 @@ def training_batches(images: np.ndarray, labels: np.ndarray, classes: int, batch
         x = tf.cast(x, tf.float32)
         if layers is not None:
             x = tf.clip_by_value(layers(x, training=True), 0.0, 255.0)
-        return x, tf.one_hot(y, classes)
+        y = tf.one_hot(y, classes)
+        if mixup > 0 or cutmix > 0:
+            x, y = mix_batch(x, y, mixup, cutmix)
+        return x, y
 
     return data.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def _beta(alpha: float) -> tf.Tensor:
+    """One draw of Beta(alpha, alpha), from two Gamma draws."""
+    a, b = tf.random.gamma([], alpha), tf.random.gamma([], alpha)
+    return a / tf.maximum(a + b, 1e-12)
+
+
+def mix_batch(x: tf.Tensor, y: tf.Tensor, mixup: float, cutmix: float) -> tuple[tf.Tensor, tf.Tensor]:
+    """Blend a batch with itself in reverse order, by mixup or cutmix (Beta alphas; 0 = that one off).
+
+    mixup: every photo becomes lam * itself + (1 - lam) * its partner. cutmix: a box covering about
+    1 - lam of the photo is pasted from its partner, and lam is then the share of pixels actually
+    kept (the box is clipped at the border). Either way each label becomes lam * its own + (1 - lam)
+    * the partner's. One lam per batch; with both alphas on, a fair coin picks the method.
+    """
+    if mixup <= 0 and cutmix <= 0:
+        return x, y
+    partner_x, partner_y = tf.reverse(x, [0]), tf.reverse(y, [0])
+
+    def by_mixup():
+        lam = _beta(mixup)
+        return lam * x + (1 - lam) * partner_x, lam
+
+    def by_cutmix():
+        height, width = tf.shape(x)[1], tf.shape(x)[2]
+        share = tf.sqrt(1.0 - _beta(cutmix))  # the box's side, as a share of the photo's side
+        box_h = tf.cast(tf.round(share * tf.cast(height, tf.float32)), tf.int32)
+        box_w = tf.cast(tf.round(share * tf.cast(width, tf.float32)), tf.int32)
+        centre_y = tf.random.uniform([], 0, height, dtype=tf.int32)
+        centre_x = tf.random.uniform([], 0, width, dtype=tf.int32)
+        top, bottom = tf.maximum(centre_y - box_h // 2, 0), tf.minimum(centre_y + box_h - box_h // 2, height)
+        left, right = tf.maximum(centre_x - box_w // 2, 0), tf.minimum(centre_x + box_w - box_w // 2, width)
+        rows, columns = tf.range(height)[:, None], tf.range(width)[None, :]
+        inside = (rows >= top) & (rows < bottom) & (columns >= left) & (columns < right)
+        mask = tf.cast(inside, x.dtype)[None, :, :, None]
+        lam = 1.0 - tf.cast((bottom - top) * (right - left), tf.float32) / tf.cast(height * width, tf.float32)
+        return x * (1 - mask) + partner_x * mask, lam
+
+    if mixup > 0 and cutmix > 0:
+        mixed, lam = tf.cond(tf.random.uniform([]) < 0.5, by_cutmix, by_mixup)
+    else:
+        mixed, lam = by_mixup() if mixup > 0 else by_cutmix()
+    return mixed, lam * y + (1 - lam) * partner_y
 
 
 def steps_per_epoch(images: int, batch_size: int) -> int:
@@ -395,7 +451,8 @@ def train_model(
         if not progress.finished and progress.state["epoch"] < params.epochs:
             model.fit(
                 training_batches(images, labels, classes, params.batch_size, params.augmentation,
-                                 seed=params.seed + progress.state["epoch"]),
+                                 seed=params.seed + progress.state["epoch"], mixup=params.mixup,
+                                 cutmix=params.cutmix),
                 validation_data=evaluation_batches(val_images, val_labels, classes, 128),
                 epochs=params.epochs, initial_epoch=progress.state["epoch"], shuffle=False, verbose=0,
                 callbacks=[progress],

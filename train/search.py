@@ -97,7 +97,8 @@ class ScratchHyperModel(keras_tuner.HyperModel):
         params = params_from(hp, self.space, self.base)
         images, labels, val_images, val_labels = self.data_of_size(params.size)
         return model.fit(
-            training_batches(images, labels, self.classes, params.batch_size, params.augmentation, params.seed),
+            training_batches(images, labels, self.classes, params.batch_size, params.augmentation, params.seed,
+                             mixup=params.mixup, cutmix=params.cutmix),
             validation_data=evaluation_batches(val_images, val_labels, self.classes, 128),
             epochs=params.epochs, callbacks=callbacks, shuffle=False, verbose=0,
         )
