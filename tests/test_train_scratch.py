@@ -151,6 +151,8 @@ def test_unknown_or_invalid_hyperparameters_are_refused_with_their_names():
         ScratchParams(block="inception")
     with pytest.raises(ValueError, match="Beta alphas"):
         ScratchParams(cutmix=-1.0)
+    with pytest.raises(ValueError, match="Beta alphas"):
+        ScratchParams(mixup=float("nan"))
     assert ScratchParams.from_dict(TINY.to_dict()) == TINY
 
 
@@ -256,6 +258,7 @@ def _black_and_white_batch():
     every black photo with a white one, so a pixel's value tells which photo it came from."""
     import tensorflow as tf
 
+    tf.random.set_seed(7)  # the draws are random: a fixed seed keeps these tests from flaking
     pixels = np.stack([np.full((16, 16, 3), value, "float32") for value in (0.0, 255.0, 0.0, 255.0)])
     return tf.constant(pixels), tf.one_hot([0, 1, 2, 3], 4)
 
@@ -263,37 +266,67 @@ def _black_and_white_batch():
 @pytest.mark.parametrize(("mixup", "cutmix"), [(0.4, 0.0), (0.0, 1.0), (0.4, 1.0)])
 def test_mixup_and_cutmix_blend_each_label_in_the_share_its_photo_has_in_the_pixels(mixup, cutmix):
     x, y = _black_and_white_batch()
-    for _ in range(10):
+    shares, kinds = [], set()
+    for _ in range(30):
         mixed_x, mixed_y = (t.numpy() for t in mix_batch(x, y, mixup, cutmix))
         from_partner = np.where(x.numpy()[:, :1, :1, :1] == 0, mixed_x, 255 - mixed_x).mean(axis=(1, 2, 3)) / 255
         partner_weight = mixed_y[np.arange(4), [3, 2, 1, 0]]
         np.testing.assert_allclose(partner_weight, from_partner, atol=1e-5)
-        np.testing.assert_allclose(mixed_y.sum(axis=1), 1.0, atol=1e-6)
         np.testing.assert_allclose(mixed_y[np.arange(4), [0, 1, 2, 3]], 1 - partner_weight, atol=1e-5)
-        if mixup == 0:  # cutmix pastes whole pixels: each is either its own or its partner's
-            assert set(np.unique(mixed_x)) <= {0.0, 255.0}
+        np.testing.assert_allclose(mixed_y.sum(axis=1), 1.0, atol=1e-6)
+        shares.append(round(float(partner_weight[0]), 4))
+        if 0 < partner_weight[0] < 1:
+            kinds.add("pasted" if set(np.unique(mixed_x)) <= {0.0, 255.0} else "blended")
+    assert len(set(shares)) > 10 and max(shares) > 0.1  # a new share each batch, and a real one
+    expected = ({"blended"} if mixup else set()) | ({"pasted"} if cutmix else set())
+    assert kinds == expected  # with both on, a coin picks each batch's method
 
 
-def test_cutmix_pastes_one_box_and_mixup_blends_every_pixel_alike():
+def test_cutmix_pastes_one_box_clipped_at_the_border_and_mixup_blends_every_pixel_alike():
     x, y = _black_and_white_batch()
-    for _ in range(10):
+    boxes = []
+    for _ in range(30):
         pasted = mix_batch(x, y, 0.0, 1.0)[0].numpy()[0, :, :, 0] > 0  # the white partner's pixels
         rows, columns = np.nonzero(pasted)
         if len(rows):
-            assert pasted[rows.min():rows.max() + 1, columns.min():columns.max() + 1].all()
+            top, bottom, left, right = rows.min(), rows.max() + 1, columns.min(), columns.max() + 1
+            assert pasted[top:bottom, left:right].all() and pasted.sum() == (bottom - top) * (right - left)
+            boxes.append((top, bottom, left, right))
         blended = mix_batch(x, y, 0.4, 0.0)[0].numpy()[0]
         assert np.ptp(blended) == 0
+    assert len(boxes) > 20
+    # boxes land anywhere, and some are cut by a border: a small box touching the edge
+    assert any(bottom - top <= 8 and (top == 0 or bottom == 16) or right - left <= 8 and (left == 0 or right == 16)
+               for top, bottom, left, right in boxes)
+    assert any(top > 0 and left > 0 and bottom < 16 and right < 16 for top, bottom, left, right in boxes)
 
 
-def test_without_mixing_training_batches_keep_one_hot_labels_and_with_it_they_are_mixed():
+@pytest.mark.parametrize(("mixup", "cutmix"), [(0.4, 0.0), (0.0, 1.0)])
+def test_without_mixing_training_batches_keep_one_hot_labels_and_with_it_they_are_mixed(mixup, cutmix):
     images = np.random.default_rng(0).integers(0, 255, (64, 16, 16, 3)).astype("uint8")
     labels = np.arange(64) % 4
     plain = next(iter(training_batches(images, labels, 4, 32, Augmentation.off())))[1].numpy()
     assert set(np.unique(plain)) == {0.0, 1.0}
-    mixed = [batch[1].numpy() for batch in training_batches(images, labels, 4, 32, Augmentation.off(), mixup=0.4)]
+    mixed = [batch[1].numpy() for _ in range(3)
+             for batch in training_batches(images, labels, 4, 32, Augmentation.off(), mixup=mixup, cutmix=cutmix)]
     assert any(len(np.unique(batch)) > 2 for batch in mixed)
     np.testing.assert_allclose(np.concatenate(mixed).sum(axis=1), 1.0, atol=1e-6)
 
+
+def test_the_train_command_turns_mixing_off_with_no_augment(colour_breeds, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from dogtag.cli import main
+
+    given = []
+    monkeypatch.setattr("train.scratch.run_scratch", lambda data, run, params, *a, **k: given.append(params) or {
+        "top1": 0.0, "top5": 0.0, "epochs_done": 0, "epochs_planned": 0, "stopped": "test"})
+    for flag in ("--augment", "--no-augment"):
+        result = CliRunner().invoke(main, ["train", "scratch", "--data", str(colour_breeds), "--run",
+                                           str(tmp_path / "run"), "--set", "mixup=0.4", "--set", "cutmix=1.0", flag])
+        assert result.exit_code == 0, result.output
+    assert (given[0].mixup, given[0].cutmix, given[0].augmentation.enabled) == (0.4, 1.0, True)
+    assert (given[1].mixup, given[1].cutmix, given[1].augmentation.enabled) == (0.0, 0.0, False)
 
 def test_a_short_training_with_cutmix_and_mixup_still_learns_the_colour_coded_breeds(colour_breeds, tmp_path):
     params = replace(TINY, epochs=10, mixup=0.2, cutmix=1.0)

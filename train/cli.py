@@ -159,7 +159,8 @@ def _parse_overrides(pairs: tuple[str, ...]) -> dict:
 @click.option("--epochs", type=int, default=None, help="Planned epochs (the cosine schedule spans them).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override any hyperparameter, e.g. --set block=vgg --set 'filters=[32,64,128]'; repeatable.")
-@click.option("--augment/--no-augment", default=True, show_default=True, help="Random training-time transforms.")
+@click.option("--augment/--no-augment", default=True, show_default=True,
+              help="Random training-time transforms (--no-augment also turns mixup and cutmix off).")
 @click.option("--head-only/--no-head-only", default=None,
               help="With --init-from: keep the copied layers frozen and train only the new breeds layer "
                    "[default: from --params, else no].")
@@ -187,7 +188,7 @@ def scratch(data, breed_names, breed_count, run_dir, params_file, size, epochs, 
     if epochs is not None:
         values["epochs"] = epochs
     if not augment:
-        values["augmentation"] = Augmentation.off()
+        values.update(augmentation=Augmentation.off(), mixup=0.0, cutmix=0.0)
     if head_only is not None:
         values["head_only"] = head_only
     if flip_tta is not None:

@@ -97,7 +97,7 @@ class ScratchParams:
             raise ValueError(f"filters needs one positive count per stage, got {self.filters!r}")
         if self.size < 2 ** (len(self.filters) + 1 + self.stem_pool):
             raise ValueError(f"input size {self.size} is too small for {len(self.filters)} stages")
-        if self.mixup < 0 or self.cutmix < 0:
+        if not (self.mixup >= 0 and self.cutmix >= 0):  # NaN refused too
             raise ValueError(f"mixup and cutmix are Beta alphas (0 = off), got {self.mixup!r} and {self.cutmix!r}")
 
     def to_dict(self) -> dict:
@@ -284,7 +284,7 @@ def training_batches(images: np.ndarray, labels: np.ndarray, classes: int, batch
 def _beta(alpha: float) -> tf.Tensor:
     """One draw of Beta(alpha, alpha), from two Gamma draws."""
     a, b = tf.random.gamma([], alpha), tf.random.gamma([], alpha)
-    return a / tf.maximum(a + b, 1e-12)
+    return tf.where(a + b > 0, a / (a + b), 0.5)  # both underflow to 0 only for tiny alphas
 
 
 def mix_batch(x: tf.Tensor, y: tf.Tensor, mixup: float, cutmix: float) -> tuple[tf.Tensor, tf.Tensor]:
@@ -293,7 +293,9 @@ def mix_batch(x: tf.Tensor, y: tf.Tensor, mixup: float, cutmix: float) -> tuple[
     mixup: every photo becomes lam * itself + (1 - lam) * its partner. cutmix: a box covering about
     1 - lam of the photo is pasted from its partner, and lam is then the share of pixels actually
     kept (the box is clipped at the border). Either way each label becomes lam * its own + (1 - lam)
-    * the partner's. One lam per batch; with both alphas on, a fair coin picks the method.
+    * the partner's. One lam per batch; with both alphas on, a fair coin picks the method. The
+    draws are not seeded (nor are the augmentation layers'). With mixing on, training accuracy is
+    measured against each photo's larger label share, so it no longer compares with validation's.
     """
     if mixup <= 0 and cutmix <= 0:
         return x, y
@@ -301,7 +303,8 @@ def mix_batch(x: tf.Tensor, y: tf.Tensor, mixup: float, cutmix: float) -> tuple[
 
     def by_mixup():
         lam = _beta(mixup)
-        return lam * x + (1 - lam) * partner_x, lam
+        share = tf.cast(lam, x.dtype)  # lam stays float32 for the labels
+        return share * x + (1 - share) * partner_x, lam
 
     def by_cutmix():
         height, width = tf.shape(x)[1], tf.shape(x)[2]
