@@ -77,9 +77,10 @@ def report(root: Path) -> str:
               "the saved Keras model on a batch of 32 on the CPU, not the exported edge model.", "",
               "Training data: plain = the images as they are, flip = mirrored copies, box = cropped to the annotated "
               "dog, aug1 = one randomly augmented copy (flip, crop, rotation, shift, shear, zoom), equalized = "
-              "histogram-equalized train and test images, cutmix a / mixup a = each training batch blended with itself "
-              "reversed (a box pasted / whole photos averaged, labels mixed alike; a = the Beta alpha). flip TTA = the model also looks at each validation and test "
-              "photo mirrored and averages (twice the inference compute). Scratch runs: warm-started = started "
+              "histogram-equalized train and test images, cutmix a / mixup a = each training batch blended with "
+              "itself reversed (a box pasted / whole photos averaged, labels mixed alike; a = the Beta alpha). "
+              "flip TTA = the model also looks at each validation and test photo mirrored and averages (twice the "
+              "inference compute). Scratch runs: warm-started = started "
               "from another scratch model's weights (all but its head), head only = those weights frozen and only "
               "a new breeds layer trained.", "",
               RESNET_NOTE]
