@@ -80,8 +80,7 @@ def report(root: Path) -> str:
               "histogram-equalized train and test images, cutmix a / mixup a = each training batch blended with "
               "itself reversed (a box pasted / whole photos averaged, labels mixed alike; a = the Beta alpha). "
               "flip TTA = the model also looks at each validation and test photo mirrored and averages (twice the "
-              "inference compute). Scratch runs: warm-started = started "
-              "from another scratch model's weights (all but its head), head only = those weights frozen and only "
-              "a new breeds layer trained.", "",
+              "inference compute). Scratch runs: warm-started = started from another scratch model's weights "
+              "(all but its head), head only = those weights frozen and only a new breeds layer trained.", "",
               RESNET_NOTE]
     return "\n".join(lines) + "\n"

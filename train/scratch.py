@@ -273,10 +273,7 @@ def training_batches(images: np.ndarray, labels: np.ndarray, classes: int, batch
         x = tf.cast(x, tf.float32)
         if layers is not None:
             x = tf.clip_by_value(layers(x, training=True), 0.0, 255.0)
-        y = tf.one_hot(y, classes)
-        if mixup > 0 or cutmix > 0:
-            x, y = mix_batch(x, y, mixup, cutmix)
-        return x, y
+        return mix_batch(x, tf.one_hot(y, classes), mixup, cutmix)  # unchanged when both alphas are 0
 
     return data.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
