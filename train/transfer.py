@@ -53,6 +53,16 @@ class TransferConfig:
     validation_fraction: float = 0.1
     seed: int = 0
     flip_tta: bool = False  # the shipped model also looks at the mirrored photo and averages (2x the compute)
+    distill_weight: float = 0.7  # with a teacher: its probabilities' share of the training targets
+
+
+def training_targets(labels: np.ndarray, classes: int, config: TransferConfig,
+                     teacher: np.ndarray | None = None) -> np.ndarray:
+    """One-hot targets, or (knowledge distillation) mixed with a teacher's probabilities."""
+    one_hot = keras.utils.to_categorical(labels, classes).astype("float32")
+    if teacher is None:
+        return one_hot
+    return (1 - config.distill_weight) * one_hot + config.distill_weight * teacher
 
 
 def imagenet_classifier(backbone: str, size: int, weights: str | None = "imagenet") -> tuple[np.ndarray, np.ndarray]:
@@ -97,13 +107,16 @@ def _head_model(features: int, classes: int, config: TransferConfig) -> keras.Mo
 
 
 def train_head(
-    features: np.ndarray, labels: np.ndarray, val_features: np.ndarray, val_labels: np.ndarray,
+    features: np.ndarray, targets: np.ndarray, val_features: np.ndarray, val_labels: np.ndarray,
     classes: int, config: TransferConfig, log=print,
 ) -> tuple[keras.Model, dict]:
-    """Phase 1: a dropout + softmax head on pooled features, early-stopped on validation accuracy."""
+    """Phase 1: a dropout + softmax head on pooled features, early-stopped on validation accuracy.
+
+    `targets` are one row of class probabilities per sample (training_targets).
+    """
     head = _head_model(features.shape[1], classes, config)
     history = head.fit(
-        features.astype("float32"), keras.utils.to_categorical(labels, classes),
+        features.astype("float32"), targets,
         validation_data=(val_features.astype("float32"), keras.utils.to_categorical(val_labels, classes)),
         epochs=config.head_epochs, batch_size=config.batch_size, verbose=0,
         callbacks=[keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=5, restore_best_weights=True),
@@ -112,11 +125,11 @@ def train_head(
     return head, {f"head_{k}": [float(v) for v in vs] for k, vs in history.history.items()}
 
 
-def refit_head(features: np.ndarray, labels: np.ndarray, classes: int, epochs: int, config: TransferConfig,
+def refit_head(features: np.ndarray, targets: np.ndarray, classes: int, epochs: int, config: TransferConfig,
                log=print) -> keras.Model:
     """The same head trained on every training image for the epoch count validation chose."""
     head = _head_model(features.shape[1], classes, config)
-    head.fit(features.astype("float32"), keras.utils.to_categorical(labels, classes), epochs=epochs,
+    head.fit(features.astype("float32"), targets, epochs=epochs,
              batch_size=config.batch_size, verbose=0, callbacks=[_EpochLog("refit", log)])
     return head
 
@@ -146,7 +159,7 @@ def top_of_backbone(
 
 
 def fine_tune(
-    activations: np.ndarray, labels: np.ndarray, val_activations: np.ndarray, val_labels: np.ndarray,
+    activations: np.ndarray, targets: np.ndarray, val_activations: np.ndarray, val_labels: np.ndarray,
     head: keras.Model, classes: int, config: TransferConfig, checkpoint_dir: Path, log=print,
 ) -> tuple[keras.Model, dict]:
     """Phase 2: fine-tune the top of the backbone and the head; resumes from `checkpoint_dir`."""
@@ -165,7 +178,7 @@ def fine_tune(
         outputs = dense(x)
         model = keras.Model(inputs, outputs, name="fine_tune")
         dense.set_weights(head.get_layer("breed_head").get_weights())
-        steps = config.fine_tune_epochs * int(np.ceil(len(labels) / config.batch_size))
+        steps = config.fine_tune_epochs * int(np.ceil(len(targets) / config.batch_size))
         model.compile(
             optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(
                 config.fine_tune_learning_rate, steps)),
@@ -174,7 +187,7 @@ def fine_tune(
         )
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     history = model.fit(
-        activations, keras.utils.to_categorical(labels, classes),
+        activations, targets,
         validation_data=(val_activations, keras.utils.to_categorical(val_labels, classes)),
         epochs=config.fine_tune_epochs, batch_size=config.batch_size, shuffle=True, verbose=0,
         callbacks=[

@@ -19,6 +19,7 @@ from train.dataset import Dataset, load_split, select_breeds, stratified_indices
 from train.evaluate import evaluate, write_run
 from train.features import cache_dir, load_features
 from train.preprocess import Preprocessing
+from train.wild import DEFAULT_WILD, WILD_SPLITS, read_wild, wild_metrics
 
 # Training views: name -> (uses the box-cropped cache, cached view name).
 TRAIN_VIEWS = {
@@ -76,7 +77,8 @@ def tune_thresholds(probabilities: np.ndarray, labels: np.ndarray, dog: np.ndarr
 def run_transfer(
     data: Path, cache: Path, run_dir: Path, config: transfer.TransferConfig,
     views: tuple[str, ...] = ("plain", "flip"), equalize: bool = False, save_model: bool = True,
-    refit: bool = False, breeds: list[str] | None = None, log=print,
+    refit: bool = False, breeds: list[str] | None = None, wild_root: Path | None = None,
+    distill_from: Path | None = None, log=print,
 ) -> dict:
     """Train phase 1 (and phase 2 when config.fine_tune_epochs > 0), evaluate on the test split.
 
@@ -85,6 +87,10 @@ def run_transfer(
     `breeds` (names) restricts the whole run to those breeds, read from the same cache.
     With config.flip_tta, validation and test photos are seen twice, as they are and mirrored
     (cached "flip" views), as the shipped model then does.
+    When dogs-in-the-wild features are cached (splits wild and wild96), the model is measured on
+    them too (metrics "wild", "wild96"), beside the no-training baseline. With `distill_from` (a
+    finished run folder), the head learns from that teacher's probabilities on the training photos
+    (train_predictions.npz) mixed with the true labels (config.distill_weight).
     """
     if config.flip_tta and "flip" not in views:
         raise ValueError("flip test-time augmentation needs the flip view among the training views (--view flip)")
@@ -126,14 +132,22 @@ def run_transfer(
     baseline = evaluate(transfer.softmax(test_imagenet[0]), test["labels"], train_split.breeds)
     log(f"no-training baseline (ImageNet classifier restricted to the breeds): top-1 {baseline['top1']:.4f}")
 
-    head, history = transfer.train_head(stacked("pooled"), stacked("labels"), plain["pooled"][val_rows],
+    teacher = read_teacher(distill_from, train_split, len(train_views)) if distill_from else None
+
+    def targets(rows) -> np.ndarray:
+        """Training targets of `rows` in every view: one-hot labels, or mixed with the teacher's."""
+        return np.concatenate([transfer.training_targets(v["labels"][rows], classes, config,
+                                                         None if teacher is None else teacher[rows])
+                               for v in train_views])
+
+    head, history = transfer.train_head(stacked("pooled"), targets(fit_rows), plain["pooled"][val_rows],
                                         plain["labels"][val_rows], classes, config, log)
     timings = {"head_seconds": round(time.perf_counter() - began, 1)}
     model = None
     if config.fine_tune_epochs > 0:
         started = time.perf_counter()
         model, fine_history = transfer.fine_tune(
-            stacked("split"), stacked("labels"), plain["split"][val_rows], plain["labels"][val_rows],
+            stacked("split"), targets(fit_rows), plain["split"][val_rows], plain["labels"][val_rows],
             head, classes, config, run_dir / "checkpoints", log)
         history.update(fine_history)
         timings["fine_tune_seconds"] = round(time.perf_counter() - started, 1)
@@ -152,8 +166,7 @@ def run_transfer(
         epochs = int(np.argmax(history["head_val_accuracy"])) + 1
         every_row = np.arange(len(train_split))
         head = transfer.refit_head(np.concatenate([v["pooled"][every_row] for v in train_views]),
-                                   np.concatenate([v["labels"][every_row] for v in train_views]),
-                                   classes, epochs, config, log)
+                                   targets(every_row), classes, epochs, config, log)
         test_probabilities = per_look(probabilities, tests)
     blended_test = transfer.blend(test_probabilities, test_imagenet, weight)
     blended_val = transfer.blend(val_probabilities, val_imagenet, weight)
@@ -161,12 +174,33 @@ def run_transfer(
                        val_looks, val_rows).mean(axis=0)
     thresholds = tune_thresholds(blended_val, plain["labels"][val_rows], val_dog)
     metrics = evaluate(blended_test, test["labels"], train_split.breeds)
+    if not breeds:
+        for split in WILD_SPLITS:
+            try:
+                looks = [load_features(_view_dir(cache, config, equalize, split, look), parts) for look in test_looks]
+            except FileNotFoundError:
+                log(f"no cached {split} features: not measured on dogs-in-the-wild "
+                    f"(run `dogtag train cache --split {split}` with the same backbone and views)")
+                continue
+            metrics[split] = measure_wild(
+                looks, probabilities, imagenet_logits, lambda look: transfer.dog_probability(look["pooled"], kernel, bias),
+                weight, thresholds, read_wild(wild_root or DEFAULT_WILD, train_split.breeds, wnids).sources)
+            log(f"{split}: top-1 {metrics[split]['top1']:.4f} (no-training baseline {metrics[split]['baseline_top1']:.4f}), "
+                f"not-dogs called dog {metrics[split]['not_dogs_called_dog']}, dogs rejected {metrics[split]['dogs_rejected']}")
+    if save_model:  # the teacher's view of the training photos, for distillation into another model
+        run_dir.mkdir(parents=True, exist_ok=True)
+        every = np.arange(len(train_split))
+        train_looks = val_looks  # the photo, and its mirror with flip TTA
+        np.savez_compressed(run_dir / "train_predictions.npz", labels=plain["labels"], probabilities=transfer.blend(
+            per_look(probabilities, train_looks, every), per_look(imagenet_logits, train_looks, every), weight
+        ).astype("float16"))
     unblended = evaluate(test_probabilities.mean(axis=0), test["labels"], train_split.breeds)
     metrics.update(
         approach=f"transfer {config.backbone}"
         + (f" fine-tuned above {split_layer_of(config.backbone, config.split_layer)}" if model is not None
            else " head only")
         + (" + flip TTA" if config.flip_tta else ""),
+        distilled_from=str(distill_from) if distill_from else None,
         views=list(views), equalize=equalize, flip_tta=config.flip_tta, blend_weight=weight, refit_on_all_training_images=refitted,
         top1_without_blend=unblended["top1"], validation_top1=round(float(
             np.mean(blended_val.argmax(1) == plain["labels"][val_rows])), 4),
@@ -184,6 +218,32 @@ def run_transfer(
                         "breeds": breeds or "all"},
               metrics, history)
     return metrics
+
+
+def read_teacher(run_dir: Path, split: Dataset, views: int) -> np.ndarray:
+    """A finished run's probabilities of every training photo, checked against this split's labels."""
+    path = Path(run_dir) / "train_predictions.npz"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no teacher predictions; train the teacher run (with --save-model) first")
+    saved = np.load(path)
+    if not np.array_equal(saved["labels"], [s.label for s in split.samples]):
+        raise ValueError(f"{path}: the teacher was trained on other photos or another breed order")
+    return saved["probabilities"].astype("float32")
+
+
+def measure_wild(looks: list[dict], probabilities, imagenet_logits, dog_probability, weight: float,
+                 thresholds: dict, sources: list[str]) -> dict:
+    """dogs-in-the-wild metrics of the blended model and of the no-training baseline, from cached looks."""
+    labels = looks[0]["labels"]
+    if len(labels) != len(sources):
+        raise ValueError("cached dogs-in-the-wild features do not match labels.csv; re-run `dogtag train cache`")
+    every = np.arange(len(labels))
+    logits = np.stack([imagenet_logits(look, every) for look in looks])
+    breed_probabilities = transfer.blend(np.stack([probabilities(look, every) for look in looks]), logits, weight)
+    dog = np.mean([dog_probability(look) for look in looks], axis=0)
+    scores = wild_metrics(breed_probabilities, dog, labels, sources, thresholds["min_confidence"], thresholds["min_dog"])
+    baseline = wild_metrics(transfer.softmax(logits[0]), dog, labels, sources, 0.0, thresholds["min_dog"])
+    return scores | {"baseline_top1": baseline["top1"], "baseline_top5": baseline["top5"]}
 
 
 def save_shipped_model(head, fine_tuned_top, dataset, weight: float, thresholds: dict, config, run_dir: Path,
