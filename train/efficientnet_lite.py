@@ -112,7 +112,7 @@ def _block(x, name: str, kernel: int, stride: int, expand: int, filters_in: int,
         x = keras.layers.Conv2D(filters_in * expand, 1, padding="same", use_bias=False, name=f"{name}_expand_conv")(x)
         x = keras.layers.BatchNormalization(epsilon=BATCH_NORM_EPSILON, name=f"{name}_expand_bn")(x)
         x = keras.layers.ReLU(6.0, name=f"{name}_expand_activation")(x)
-    x = keras.layers.DepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=False, name=f"{name}_dwconv")(x)
+    x = keras.layers.DepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=False, name=f"{name}_depthwise")(x)
     x = keras.layers.BatchNormalization(epsilon=BATCH_NORM_EPSILON, name=f"{name}_bn")(x)
     x = keras.layers.ReLU(6.0, name=f"{name}_activation")(x)
     x = keras.layers.Conv2D(filters_out, 1, padding="same", use_bias=False, name=f"{name}_project_conv")(x)
@@ -145,7 +145,7 @@ def keras_weights_from_state_dict(state: dict[str, np.ndarray], names: list[str]
         if f"{prefix}._expand_conv.weight" in state:
             weights[f"{name}_expand_conv"] = conv(f"{prefix}._expand_conv")
             weights[f"{name}_expand_bn"] = norm(f"{prefix}._bn0")
-        weights[f"{name}_dwconv"] = depthwise(f"{prefix}._depthwise_conv")
+        weights[f"{name}_depthwise"] = depthwise(f"{prefix}._depthwise_conv")
         weights[f"{name}_bn"] = norm(f"{prefix}._bn1")
         weights[f"{name}_project_conv"] = conv(f"{prefix}._project_conv")
         weights[f"{name}_project_bn"] = norm(f"{prefix}._bn2")

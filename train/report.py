@@ -38,8 +38,8 @@ def comparison_table(runs: list[tuple[str, dict, dict]]) -> list[str]:
     """One row per run: what was trained on what, and what it scored at what cost."""
     lines = [
         "| run | approach | breeds | training data | test top-1 | test top-5 | validation top-1 "
-        "| training s | inference ms/img |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| wild top-1 | wild 96 px top-1 | training s | inference ms/img |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, config, metrics in sorted(runs, key=lambda r: -r[2].get("top1", 0)):
         views = "+".join(metrics.get("views", config.get("views", []))) or config.get("augmentation", "")
@@ -50,7 +50,9 @@ def comparison_table(runs: list[tuple[str, dict, dict]]) -> list[str]:
         breeds = len(metrics.get("per_breed", [])) or "?"
         lines.append(
             f"| {name} | {metrics.get('approach', '?')} | {breeds} | {views} | {_percent(metrics.get('top1'))} "
-            f"| {_percent(metrics.get('top5'))} | {_percent(metrics.get('validation_top1'))} | {_seconds(metrics)} "
+            f"| {_percent(metrics.get('top5'))} | {_percent(metrics.get('validation_top1'))} "
+            f"| {_percent(metrics.get('wild', {}).get('top1'))} | {_percent(metrics.get('wild96', {}).get('top1'))} "
+            f"| {_seconds(metrics)} "
             f"| {metrics.get('timings', {}).get('inference_ms_per_image', 'n/a')} |"
         )
     return lines
@@ -62,19 +64,24 @@ def report(root: Path) -> str:
     if not runs:
         raise FileNotFoundError(f"{root}: no finished runs (no metrics.json below it)")
     lines = ["# Dogtag training runs", "", CAVEAT, ""]
-    baselines = {(len(m.get("per_breed", [])), bool(m.get("equalize"))): m["baseline_top1"]
-                 for _, _, m in runs if "baseline_top1" in m}
+    baselines = {(c.get("backbone", "mobilenet_v2"), len(m.get("per_breed", [])), bool(m.get("equalize"))): m
+                 for _, c, m in runs if "baseline_top1" in m}
     if baselines:
-        per_count = ", ".join(
-            f"{_percent(top1)} on {count} breeds" + (" (equalized images)" if equalized else "")
-            for (count, equalized), top1 in sorted(baselines.items(), key=lambda item: (-item[0][0], item[0][1])))
-        lines += ["No-training baseline, the ImageNet classifier restricted to the breeds, measured with the same "
-                  f"code on the same test images: top-1 {per_count}.", ""]
+        per_count = "; ".join(
+            f"{backbone} {_percent(m['baseline_top1'])} on {count} breeds" + (" (equalized images)" if equalized else "")
+            + (f" (dogs-in-the-wild {_percent(m['wild']['baseline_top1'])}, as 96 px thumbnails "
+               f"{_percent(m.get('wild96', {}).get('baseline_top1'))})" if "wild" in m else "")
+            for (backbone, count, equalized), m in sorted(baselines.items(), key=lambda i: (i[0][0], -i[0][1], i[0][2])))
+        lines += ["No-training baselines, each backbone's ImageNet classifier restricted to the breeds, measured with "
+                  f"the same code on the same test images: top-1 {per_count}.", ""]
     lines += comparison_table(runs)
     lines += ["", "Training seconds are wall-clock on the machine in each run's config.json (a scratch run resumed "
               "over several sittings adds up the training of all of them); for transfer runs they "
               "start from cached backbone features (the one-off caching pass is not included). Inference ms/img is "
               "the saved Keras model on a batch of 32 on the CPU, not the exported edge model.", "",
+              "wild: the dogs-in-the-wild development set (339 real dog photos of 116 breeds from outside ImageNet, "
+              "measured on, never trained on), as they are and shrunk to 96 px thumbnails first; n/a where its "
+              "features were not cached for that backbone.", "",
               "Training data: plain = the images as they are, flip = mirrored copies, box = cropped to the annotated "
               "dog, aug1 = one randomly augmented copy (flip, crop, rotation, shift, shear, zoom), equalized = "
               "histogram-equalized train and test images, cutmix a / mixup a = each training batch blended with "

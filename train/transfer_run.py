@@ -92,11 +92,14 @@ def run_transfer(
     finished run folder), the head learns from that teacher's probabilities on the training photos
     (train_predictions.npz) mixed with the true labels (config.distill_weight).
     """
+    if distill_from and breeds:
+        raise ValueError("distillation needs the teacher's breeds: train on all breeds (no --breeds) to distil")
     if config.flip_tta and "flip" not in views:
         raise ValueError("flip test-time augmentation needs the flip view among the training views (--view flip)")
     began = time.perf_counter()
     train_split = load_split(data, "train")
     test_split = load_split(data, "test")
+    teacher = read_teacher(distill_from, train_split) if distill_from else None  # refused before any work
     parts = ("split", "pooled", "labels") if config.fine_tune_epochs > 0 else ("pooled", "labels")
     train_views = [load_features(_view_dir(cache, config, equalize, "train", v), parts) for v in views]
     test_looks = ("plain", "flip") if config.flip_tta else ("plain",)
@@ -131,8 +134,6 @@ def run_transfer(
     val_imagenet = per_look(imagenet_logits, val_looks, val_rows)
     baseline = evaluate(transfer.softmax(test_imagenet[0]), test["labels"], train_split.breeds)
     log(f"no-training baseline (ImageNet classifier restricted to the breeds): top-1 {baseline['top1']:.4f}")
-
-    teacher = read_teacher(distill_from, train_split, len(train_views)) if distill_from else None
 
     def targets(rows) -> np.ndarray:
         """Training targets of `rows` in every view: one-hot labels, or mixed with the teacher's."""
@@ -220,7 +221,7 @@ def run_transfer(
     return metrics
 
 
-def read_teacher(run_dir: Path, split: Dataset, views: int) -> np.ndarray:
+def read_teacher(run_dir: Path, split: Dataset) -> np.ndarray:
     """A finished run's probabilities of every training photo, checked against this split's labels."""
     path = Path(run_dir) / "train_predictions.npz"
     if not path.is_file():
