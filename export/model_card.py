@@ -111,8 +111,8 @@ def model_card(
            "of photos clear it)." if "validation_precision_above_min_confidence" in thresholds else "."),
         f"- `min_dog` = {info.min_dog}: below it a photo is tagged `not_a_dog`"
         + (f" ({_percent(thresholds.get('validation_dogs_below_min_dog'))} of validation dog photos fall below it; "
-           "not tuned on non-dog photos, which Stanford Dogs does not have)."
-           if "validation_dogs_below_min_dog" in thresholds else "."),
+           "Stanford Dogs has no photos without a dog: how many of those pass it is in the dogs-in-the-wild table "
+           "above)." if "validation_dogs_below_min_dog" in thresholds else "."),
         "",
         "## Known weaknesses",
         "",

@@ -102,6 +102,18 @@ def test_a_run_is_measured_on_dogs_in_the_wild_and_teaches_a_student_run(
     student = run_transfer(mini_stanford, cache, tmp_path / "student", config, ("plain", "flip"),
                            wild_root=wild_root, distill_from=tmp_path / "teacher", log=lambda line: None)
     assert student["distilled_from"] == str(tmp_path / "teacher")
+
+    # Teacher and student averaged: scored like a run, and a teacher in its own right.
+    from train.ensemble import ensemble_runs
+    from train.transfer_run import read_teacher
+
+    both = ensemble_runs([tmp_path / "teacher", tmp_path / "student"], tmp_path / "ensemble", [3, 1],
+                         wild_root=wild_root, log=lambda line: None)
+    saved = [np.load(tmp_path / run / "predictions.npz") for run in ("teacher", "student")]
+    averaged = 0.75 * saved[0]["test"].astype("float64") + 0.25 * saved[1]["test"]
+    assert both["top1"] == pytest.approx(np.mean(averaged.argmax(1) == saved[0]["test_labels"]), abs=1e-4)
+    assert both["wild"]["dogs"] == 6 and both["weights"] == [0.75, 0.25]
+    assert read_teacher(tmp_path / "ensemble", train).shape == (18, 3)
     np.savez(tmp_path / "teacher" / "train_predictions.npz", labels=predictions["labels"][::-1],
              probabilities=predictions["probabilities"])
     with pytest.raises(ValueError, match="trained on other photos"):

@@ -140,6 +140,24 @@ def transfer(data, cache, backbone, size, equalize, run_dir, views, head_epochs,
 
 
 @train.command()
+@click.argument("members", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--run", "run_dir", type=click.Path(path_type=Path), required=True, help="Run folder to write.")
+@click.option("--weight", "weights", type=float, multiple=True,
+              help="One weight per member run, in order [default: equal].")
+@wild_option
+def ensemble(members, run_dir, weights, wild) -> None:
+    """Average finished transfer runs' predictions: measured like a run, usable as --distill-from teacher."""
+    from train.ensemble import ensemble_runs
+
+    try:
+        metrics = ensemble_runs(list(members), run_dir, list(weights) or None, wild,
+                                log=lambda line: click.echo(line, err=True))
+    except (FileNotFoundError, ValueError) as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"{run_dir}: test top-1 {metrics['top1']:.4f}")
+
+
+@train.command()
 @click.argument("runs_root", type=click.Path(exists=True, file_okay=False, path_type=Path), default=DEFAULT_RUNS)
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Write the markdown here too.")
 def report(runs_root, out) -> None:

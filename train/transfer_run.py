@@ -50,11 +50,13 @@ def restrict_to_breeds(split: Dataset, cached: list[dict], names: list[str]) -> 
     return chosen, views
 
 
-def tune_thresholds(probabilities: np.ndarray, labels: np.ndarray, dog: np.ndarray, precision: float = 0.95) -> dict:
+def tune_thresholds(probabilities: np.ndarray, labels: np.ndarray, dog: np.ndarray, precision: float = 0.97,
+                    dog_recall: float = 0.99) -> dict:
     """Thresholds for the edge app, from validation data.
 
     min_confidence: the lowest confidence above which `precision` of the named breeds are right.
-    min_dog: 0.5 (no non-dog photos to tune on); the fraction of real dogs it would reject is reported.
+    min_dog: the highest value (up to 0.5) that still lets `dog_recall` of the validation dogs through;
+    Stanford Dogs has no photos without a dog, so how many of those pass is checked on dogs-in-the-wild.
     """
     confidence = probabilities.max(axis=1)
     correct = probabilities.argmax(axis=1) == labels
@@ -65,12 +67,15 @@ def tune_thresholds(probabilities: np.ndarray, labels: np.ndarray, dog: np.ndarr
             min_confidence = float(threshold)
             break
     kept = confidence >= min_confidence
+    passing = [float(t) for t in np.round(np.arange(0.05, 0.51, 0.05), 2) if np.mean(dog >= t) >= dog_recall]
+    min_dog = max(passing, default=0.05)
     return {
         "min_confidence": min_confidence,
-        "min_dog": 0.5,
+        "min_dog": min_dog,
+        "target_precision": precision,
         "validation_precision_above_min_confidence": round(float(correct[kept].mean()), 4),
         "validation_coverage_above_min_confidence": round(float(kept.mean()), 4),
-        "validation_dogs_below_min_dog": round(float(np.mean(dog < 0.5)), 4),
+        "validation_dogs_below_min_dog": round(float(np.mean(dog < min_dog)), 4),
     }
 
 
@@ -175,6 +180,8 @@ def run_transfer(
                        val_looks, val_rows).mean(axis=0)
     thresholds = tune_thresholds(blended_val, plain["labels"][val_rows], val_dog)
     metrics = evaluate(blended_test, test["labels"], train_split.breeds)
+    # What the model says of each evaluation photo, kept so that runs can be ensembled (train/ensemble.py).
+    predictions = {"test": blended_test, "test_labels": test["labels"]}
     if not breeds:
         for split in WILD_SPLITS:
             try:
@@ -183,9 +190,10 @@ def run_transfer(
                 log(f"no cached {split} features: not measured on dogs-in-the-wild "
                     f"(run `dogtag train cache --split {split}` with the same backbone and views)")
                 continue
-            metrics[split] = measure_wild(
+            metrics[split], predictions[split], predictions[f"{split}_dog"] = measure_wild(
                 looks, probabilities, imagenet_logits, lambda look: transfer.dog_probability(look["pooled"], kernel, bias),
                 weight, thresholds, read_wild(wild_root or DEFAULT_WILD, train_split.breeds, wnids).sources)
+            predictions[f"{split}_labels"] = looks[0]["labels"]
             log(f"{split}: top-1 {metrics[split]['top1']:.4f} (no-training baseline {metrics[split]['baseline_top1']:.4f}), "
                 f"not-dogs called dog {metrics[split]['not_dogs_called_dog']}, dogs rejected {metrics[split]['dogs_rejected']}")
     if save_model:  # the teacher's view of the training photos, for distillation into another model
@@ -195,6 +203,7 @@ def run_transfer(
         np.savez_compressed(run_dir / "train_predictions.npz", labels=plain["labels"], probabilities=transfer.blend(
             per_look(probabilities, train_looks, every), per_look(imagenet_logits, train_looks, every), weight
         ).astype("float16"))
+        np.savez_compressed(run_dir / "predictions.npz", **{k: np.asarray(v) for k, v in predictions.items()})
     unblended = evaluate(test_probabilities.mean(axis=0), test["labels"], train_split.breeds)
     metrics.update(
         approach=f"transfer {config.backbone}"
@@ -233,8 +242,9 @@ def read_teacher(run_dir: Path, split: Dataset) -> np.ndarray:
 
 
 def measure_wild(looks: list[dict], probabilities, imagenet_logits, dog_probability, weight: float,
-                 thresholds: dict, sources: list[str]) -> dict:
-    """dogs-in-the-wild metrics of the blended model and of the no-training baseline, from cached looks."""
+                 thresholds: dict, sources: list[str]) -> tuple[dict, np.ndarray, np.ndarray]:
+    """dogs-in-the-wild metrics of the blended model and of the no-training baseline, from cached looks;
+    with the breed and dog probabilities they come from."""
     labels = looks[0]["labels"]
     if len(labels) != len(sources):
         raise ValueError("cached dogs-in-the-wild features do not match labels.csv; re-run `dogtag train cache`")
@@ -244,7 +254,7 @@ def measure_wild(looks: list[dict], probabilities, imagenet_logits, dog_probabil
     dog = np.mean([dog_probability(look) for look in looks], axis=0)
     scores = wild_metrics(breed_probabilities, dog, labels, sources, thresholds["min_confidence"], thresholds["min_dog"])
     baseline = wild_metrics(transfer.softmax(logits[0]), dog, labels, sources, 0.0, thresholds["min_dog"])
-    return scores | {"baseline_top1": baseline["top1"], "baseline_top5": baseline["top5"]}
+    return scores | {"baseline_top1": baseline["top1"], "baseline_top5": baseline["top5"]}, breed_probabilities, dog
 
 
 def save_shipped_model(head, fine_tuned_top, dataset, weight: float, thresholds: dict, config, run_dir: Path,
