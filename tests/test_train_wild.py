@@ -127,3 +127,19 @@ def test_distillation_targets_mix_the_teachers_probabilities_with_the_true_label
     targets = training_targets(np.array([0, 1]), 2, config, teacher)
     np.testing.assert_allclose(targets, [[0.3 + 0.14, 0.56], [0.35, 0.3 + 0.35]], atol=1e-6)
     np.testing.assert_array_equal(training_targets(np.array([1]), 2, config), [[0.0, 1.0]])
+
+
+def test_thresholds_are_tuned_on_validation_photos_for_precision_and_for_letting_dogs_through():
+    from train.transfer_run import tune_thresholds
+
+    sure = np.tile([[0.9, 0.1]], (100, 1))  # all right
+    torn = np.tile([[0.6, 0.4]], (100, 1))  # half right
+    probabilities = np.concatenate([sure, torn])
+    labels = np.array([0] * 100 + [0, 1] * 50)
+    dog = np.array([0.9] * 194 + [0.2] * 6)  # 3% of the dogs get little dog mass
+
+    thresholds = tune_thresholds(probabilities, labels, dog, precision=0.95, dog_recall=0.975)
+    assert thresholds["min_confidence"] == 0.65  # the first at which 95% of the named breeds are right
+    assert thresholds["validation_coverage_above_min_confidence"] == 0.5
+    assert thresholds["min_dog"] == 0.2  # above it, more than 2.5% of the dogs would be turned away
+    assert tune_thresholds(probabilities, labels, dog, dog_recall=0.96)["min_dog"] == 0.5  # capped at 0.5
