@@ -87,3 +87,17 @@ def test_flip_alone_mirrors_the_image():
     layers = augmentation_layers(Augmentation(flip=True, crop=0, rotation=0, shift=0, shear=0, zoom=0), 8, seed=0)
     outputs = {tuple(layers(tf.constant(image), training=True).numpy()[0, 0, :, 0]) for _ in range(12)}
     assert outputs == {tuple(image[0, 0, :, 0]), tuple(image[0, 0, ::-1, 0])}
+
+
+def test_the_thumbnail_view_shrinks_photos_as_shelter_databases_do_and_never_enlarges_them():
+    from train.features import view_pipeline_options
+    from train.preprocess import shrink
+
+    photo = tf.random.uniform((160, 224, 3), 0, 255, seed=1)
+    thumb = shrink(photo, 96)
+    assert tuple(thumb.shape) == (69, 96, 3)  # longer side 96, aspect kept
+    assert np.array_equal(thumb.numpy(), np.round(thumb.numpy())) and float(tf.reduce_max(thumb)) <= 255
+    assert tuple(shrink(photo, 400).shape) == (160, 224, 3)
+    assert view_pipeline_options("thumb96", 0) == {"thumbnail": 96}
+    with pytest.raises(ValueError, match="thumbN"):
+        view_pipeline_options("thumb", 0)

@@ -66,7 +66,8 @@ def train() -> None:
               help="wild / wild96: the dogs-in-the-wild photos (--wild), as they are / as 96 px thumbnails.")
 @wild_option
 @click.option("--view", "views", multiple=True, default=("plain",), show_default=True,
-              help="plain, flip (mirrored) or augN (random augmentation, N = 1, 2, ...); repeatable.")
+              help="plain, flip (mirrored), augN (random augmentation, N = 1, 2, ...) or thumbN (shrunk to an N px "
+                   "thumbnail first, e.g. thumb96); repeatable.")
 @click.option("--weights", default="imagenet", show_default=True, help="'imagenet', 'none' or a weights file.")
 @split_layer_option
 def cache(data, cache, backbone, size, box_crop, equalize, splits, wild, views, weights, split_layer) -> None:
@@ -100,7 +101,7 @@ def cache(data, cache, backbone, size, box_crop, equalize, splits, wild, views, 
 @equalize_option
 @click.option("--run", "run_dir", type=click.Path(path_type=Path), required=True, help="Run folder to write.")
 @click.option("--view", "views", multiple=True, default=("plain", "flip"), show_default=True,
-              help="Cached training views: plain, flip, box, box-flip, aug1, aug2; repeatable.")
+              help="Cached training views: plain, flip, box, box-flip, aug1, aug2, thumb96; repeatable.")
 @click.option("--head-epochs", type=int, default=40, show_default=True)
 @click.option("--fine-tune-epochs", type=int, default=4, show_default=True, help="0 trains the head only.")
 @click.option("--fine-tune-lr", type=float, default=3e-5, show_default=True)

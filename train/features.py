@@ -45,14 +45,17 @@ def cache_dir(
 
 
 def view_pipeline_options(view: str, chunk: int) -> dict:
-    """image_dataset options of a view: 'plain', 'flip' (mirrored) or 'augN' (random augmentation N)."""
+    """image_dataset options of a view: 'plain', 'flip' (mirrored), 'augN' (random augmentation N) or
+    'thumbN' (shrunk to an N px thumbnail first, as shelter databases store photos)."""
     if view == "plain":
         return {}
     if view == "flip":
         return {"flip_all": True}
+    if view.startswith("thumb") and view[5:].isdigit() and int(view[5:]) > 0:
+        return {"thumbnail": int(view[5:])}
     if view.startswith("aug") and view[3:].isdigit():
         return {"augmentation": Augmentation(), "seed": int(view[3:]) * 100_003 + chunk}
-    raise ValueError(f"unknown view {view!r}: use plain, flip or augN (N = 1, 2, ...)")
+    raise ValueError(f"unknown view {view!r}: use plain, flip, augN (N = 1, 2, ...) or thumbN (e.g. thumb96)")
 
 
 def cache_features(

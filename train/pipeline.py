@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 from train.dataset import Dataset
-from train.preprocess import Augmentation, Preprocessing, augmentation_layers, decode, preprocess
+from train.preprocess import Augmentation, Preprocessing, augmentation_layers, decode, preprocess, shrink
 
 FULL_IMAGE_BOX = (0.0, 0.0, 1.0, 1.0)
 
@@ -31,10 +31,12 @@ def image_dataset(
     augmentation: Augmentation | None = None,
     flip_all: bool = False,
     seed: int = 0,
+    thumbnail: int | None = None,
 ) -> tf.data.Dataset:
     """Batches of (float32 pixels in [0, 255], int label) for `dataset`, in order unless shuffled.
 
-    `flip_all` mirrors every image (a deterministic view used when caching features).
+    `flip_all` mirrors every image and `thumbnail` first shrinks it so that its longer side is that
+    many pixels (deterministic views used when caching features).
     """
     paths = [str(s.path) for s in dataset.samples]
     labels = np.array([s.label for s in dataset.samples], dtype="int32")
@@ -43,7 +45,10 @@ def image_dataset(
         data = data.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
 
     def load(path, box, label):
-        image = preprocess(decode(path), box, preprocessing)
+        image = decode(path)
+        if thumbnail:
+            image = shrink(image, thumbnail)
+        image = preprocess(image, box, preprocessing)
         if flip_all:
             image = tf.image.flip_left_right(image)
         return image, label

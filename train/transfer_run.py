@@ -29,6 +29,7 @@ TRAIN_VIEWS = {
     "box-flip": (True, "flip"),
     "aug1": (False, "aug1"),
     "aug2": (False, "aug2"),
+    "thumb96": (False, "thumb96"),
 }
 
 
