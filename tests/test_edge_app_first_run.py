@@ -47,7 +47,7 @@ needs_permissions = pytest.mark.skipif(not _permissions_are_enforced(), reason="
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
-    return make_tiny_models(tmp_path_factory.mktemp("models"), formats=("tflite_int8",))["tflite_int8"]
+    return make_tiny_models(tmp_path_factory.mktemp("models"))["tflite_int8"]  # the set other tests build
 
 
 @pytest.fixture
