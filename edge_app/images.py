@@ -220,7 +220,7 @@ def _os_problem(path: str | os.PathLike, error: OSError) -> str:
     if isinstance(error, FileNotFoundError) and os.path.islink(path):
         return f"broken symbolic link: it points to {os.fsdecode(os.readlink(path))!r}, which does not exist"
     if isinstance(error, FileNotFoundError):
-        return "file not found (deleted or moved during the run?)"
+        return "no such file"
     if error.errno == errno.ELOOP:
         return "symbolic link loop: the link points (through other links) back to itself"
     if isinstance(error, PermissionError):

@@ -9,9 +9,11 @@ Crash safety, by design:
 - Rewrites go to a temporary file that replaces the results file in one rename (`write_results`),
   so a crash during a rewrite leaves the old file whole.
 
-Columns: path (relative to the tagged folder), status (dog, unsure, not_a_dog, error), breed,
-confidence, top_k ("Beagle=0.9120; Basset=0.0510"; a list in JSON Lines), dog_probability, error,
-and what resuming compares: size, mtime (nanosecond timestamp) and model_version.
+Columns: path (relative to the tagged folder), status (dog, unsure, not_a_dog, error), breed
+(empty for not_a_dog and error rows), confidence (the best breed's probability), top_k ("Beagle=0.9120;
+Basset=0.0510", alternatives below 0.1% left out; a list in JSON Lines), dog_probability, error, and what
+resuming compares: size, mtime (the photo's modification time, local ISO 8601 to the nanosecond,
+"2025-03-02T14:03:11.123456789+01:00"; a string in JSON Lines too) and model_version.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ import csv
 import io
 import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 RESULTS_STEM = "dogtag-results"
@@ -67,6 +71,29 @@ def format_for(path: str | os.PathLike, fmt: str | None = None) -> str:
             raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
         return fmt
     return "jsonl" if Path(path).suffix.lower() in (".jsonl", ".json", ".ndjson") else "csv"
+
+
+def format_mtime(nanoseconds: int) -> str:
+    """A modification time as readable, exact text: local ISO 8601 with nine decimals and the UTC offset."""
+    seconds, fraction = divmod(nanoseconds, 1_000_000_000)
+    local = datetime.fromtimestamp(seconds, timezone.utc).astimezone()
+    text = local.isoformat(timespec="seconds")
+    return f"{text[:19]}.{fraction:09d}{text[19:]}"
+
+
+_ISO_MTIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d(?::\d\d)?)")
+_OLD_MTIME = re.compile(r"(-?\d+)\.(\d{9})")  # seconds.nanoseconds, as results files before ISO times had it
+
+
+def parse_mtime(text: str) -> int | None:
+    """The nanosecond timestamp an mtime column holds (None when it holds none), whatever the time zone."""
+    if match := _ISO_MTIME.fullmatch(text):
+        whole, fraction, offset = match.groups()
+        moment = datetime.fromisoformat(whole + ("+00:00" if offset == "Z" else offset))
+        return int(moment.timestamp()) * 1_000_000_000 + int((fraction or "0").ljust(9, "0"))
+    if match := _OLD_MTIME.fullmatch(text):
+        return int(match[1]) * 1_000_000_000 + int(match[2])
+    return None
 
 
 def one_line(text: str) -> str:

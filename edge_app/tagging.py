@@ -11,19 +11,24 @@
 
 Photos are only ever opened for reading. Optional outputs, applied to done photos too (so adding
 --xmp to a finished run completes it): an XMP sidecar with the breed for `dog` rows, and copies
-into per-breed folders (`_unsure/`, `_not_a_dog/` for the others).
+into per-breed folders (`_unsure/`, `_not_a_dog/` for the others). A place they cannot be written
+stops the run before it starts (the --sort-into folder, a read-only photo folder with --xmp); one
+sidecar or copy that fails later is counted in the summary, and its photo keeps its row: the results
+file says what the model saw, and the next run tries the sidecar or copy again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import tempfile
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, closing
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,11 +42,13 @@ from edge_app.results import (
     default_results_path,
     exclusive_access,
     format_for,
+    format_mtime,
+    parse_mtime,
     read_results,
     write_results,
 )
 from edge_app.walk import find_photos, printable_path
-from edge_app.xmp import XmpError, add_breed_keyword
+from edge_app.xmp import XmpError, add_breed_keyword, photos_sharing_a_name
 
 # Photos per model call. 8 measured: same speed as 16 (386 vs 359 photos/s on 2 cores) and 115 MB peak memory
 # instead of 156 with the bundled model, whose float depthwise layers hold float activations per photo.
@@ -50,7 +57,7 @@ UNSURE_FOLDER, NOT_A_DOG_FOLDER = "_unsure", "_not_a_dog"
 
 
 class TaggingError(Exception):
-    """A problem that stops the whole run (a missing folder, an unusable results file)."""
+    """A problem that stops the whole run (a missing folder, an unusable results file or --sort-into folder)."""
 
 
 @dataclass
@@ -65,6 +72,14 @@ class Summary:
     errors: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     results: list[Path] = field(default_factory=list)
+    sidecars_written: int = 0  # --xmp: sidecars created or updated by this run
+    sidecars_unchanged: int = 0  # ... that already carried the breed
+    xmp: bool = False
+    sort_into: Path | None = None
+    copies_made: int = 0  # --sort-into: photos copied by this run
+    copies_found: int = 0  # ... whose copy an earlier run had made
+    not_written: list[tuple[str, str]] = field(default_factory=list)  # (photo, why its sidecar or copy failed)
+    longest_resumed_top_k: int = 0  # the most breeds a row kept from an earlier run lists
 
     @property
     def failed(self) -> int:
@@ -86,7 +101,14 @@ class _Photo:
     path: str  # as found by the walk: what we open
     key: str  # printable path relative to the results base: the row's `path`
     size: int | None
-    mtime: str
+    mtime_ns: int | None
+    shared_name: bool = False  # another photo in its folder has the same name: see xmp.sidecar_path
+
+
+@dataclass(frozen=True)
+class _Outputs:
+    xmp: bool = False
+    sort_into: Path | None = None
 
 
 @dataclass
@@ -127,6 +149,9 @@ def tag_folders(
     for folder in folders:
         if not os.path.isdir(folder):
             raise TaggingError(f"{folder}: no such folder")
+    outputs = _Outputs(xmp, None if sort_into is None else Path(sort_into))
+    if outputs.sort_into is not None:
+        check_sort_folder(outputs.sort_into)
     try:
         with ExitStack() as locks:
             groups = _results_files(folders, out, fmt)
@@ -136,21 +161,48 @@ def tag_folders(
                 _plan(results, fmt_, base, group, classifier, recursive, sort_into, restart)
                 for results, fmt_, base, group in groups
             ]
-            summary = _run(plans, classifier, (xmp, sort_into), max_pixels, batch_size, workers, progress)
+            if outputs.xmp:
+                _check_sidecar_folders(plans)
+            summary = _run(plans, classifier, outputs, max_pixels, batch_size, workers, progress)
     except ResultsFileError as error:
         raise TaggingError(str(error)) from error
     summary.seconds = time.monotonic() - started
     return summary
 
 
+def check_sort_folder(folder: Path) -> None:
+    """Make sure copies can be written into the --sort-into folder (created if need be); TaggingError if not."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        descriptor, probe = tempfile.mkstemp(dir=folder, prefix=".dogtag-write-test-")
+        os.close(descriptor)
+        os.remove(probe)
+    except OSError as error:
+        raise TaggingError(
+            f"{folder}: cannot copy photos into this folder ({error.strerror or error}); "
+            "choose a folder you can write to for --sort-into"
+        ) from error
+
+
+def _check_sidecar_folders(plans: list[_Plan]) -> None:
+    """With --xmp, every folder holding photos must take sidecars; TaggingError naming those that cannot."""
+    folders = sorted({os.path.dirname(photo.path) or "." for plan in plans for photo in plan.photos})
+    read_only = [folder for folder in folders if not os.access(folder, os.W_OK)]
+    if read_only:
+        more = f" and {len(read_only) - 3} more folders" if len(read_only) > 3 else ""
+        raise TaggingError(
+            f"{', '.join(printable_path(folder) for folder in read_only[:3])}{more}: cannot be written, so --xmp "
+            "cannot put sidecars beside the photos there; make the folder writable, or run without --xmp"
+        )
+
+
 def _run(
-    plans: list[_Plan], classifier: Classifier, extras: tuple[bool, str | os.PathLike | None],
+    plans: list[_Plan], classifier: Classifier, outputs: _Outputs,
     max_pixels: int, batch_size: int, workers: int | None, progress: Callable[[int, int], None] | None,
 ) -> Summary:
     """Tag what the plans left to do, appending rows; returns the counts over every planned photo."""
-    for plan in plans:
-        _finish_done_photos(plan, extras)
-    summary = Summary(results=[plan.results for plan in plans])
+    summary = Summary(results=[plan.results for plan in plans], xmp=outputs.xmp, sort_into=outputs.sort_into)
+    summary.longest_resumed_top_k = max((len(row.top_k) for plan in plans for row in plan.done.values()), default=0)
     total = sum(len(plan.todo) for plan in plans)
     finished = 0
     if progress:
@@ -162,14 +214,18 @@ def _run(
                 for row in plan.folder_errors:
                     writer.write(row)
                     rows[row.path] = row
+                for photo in plan.photos:  # photos done by an earlier run get the sidecars and copies asked now
+                    if photo.key in plan.done:
+                        _write_outputs(photo, plan.done[photo.key], outputs, summary, plan.base)
                 loading = _load_all(pool, plan.todo, classifier, max_pixels, window=2 * batch_size + 8)
                 with closing(loading):  # on Ctrl-C, photos queued for decoding are dropped at once
                     for batch in _batches(loading, batch_size):
                         for photo, row in _classify(batch, classifier):
-                            row = _apply_extras(photo, row, extras)
                             writer.write(row)
                             rows[photo.key] = row
-                        writer.sync()
+                        writer.sync()  # the rows are safe before sidecars and copies say they exist
+                        for photo, _, _ in batch:
+                            _write_outputs(photo, rows[photo.key], outputs, summary, plan.base)
                         finished += len(batch)
                         if progress:
                             progress(finished, total)
@@ -207,13 +263,15 @@ def _plan(
         folder_errors.append(Row(path=key, status="error", error=message, model_version=version))
 
     results_file = os.path.abspath(results)
-    by_key: dict[str, _Photo] = {}  # a photo inside two of the given folders is tagged once
+    found: dict[str, str] = {}  # a photo inside two of the given folders is tagged once
     for folder in folders:
         skip = (sort_into,) if sort_into is not None else ()
         for path in find_photos(folder, recursive=recursive, skip_folders=skip, on_error=folder_error):
             key = printable_path(os.path.relpath(path, base))
-            if os.path.abspath(path) != results_file and key not in by_key:
-                by_key[key] = _stat(path, key)
+            if os.path.abspath(path) != results_file and key not in found:
+                found[key] = path
+    shared = photos_sharing_a_name(found.values())
+    by_key = {key: _stat(path, key, path in shared) for key, path in found.items()}
     photos = list(by_key.values())
     existing, whole = ([], True) if restart else read_results(results, fmt)
     kept = {}
@@ -230,21 +288,17 @@ def _plan(
     return _Plan(results, fmt, base, photos, done, todo, folder_errors)
 
 
-def _stat(path: str, key: str) -> _Photo:
+def _stat(path: str, key: str, shared_name: bool) -> _Photo:
     try:
         info = os.stat(path)
     except OSError:
-        return _Photo(path, key, None, "")
-    return _Photo(path, key, info.st_size, _mtime(info.st_mtime_ns))
-
-
-def _mtime(nanoseconds: int) -> str:
-    """An exact, readable modification time: seconds since 1970 with all nine decimals."""
-    return f"{nanoseconds // 1_000_000_000}.{nanoseconds % 1_000_000_000:09d}"
+        return _Photo(path, key, None, None, shared_name)
+    return _Photo(path, key, info.st_size, info.st_mtime_ns, shared_name)
 
 
 def _still_valid(row: Row, photo: _Photo, model_version: str) -> bool:
-    return (row.size, row.mtime, row.model_version) == (photo.size, photo.mtime, model_version)
+    # mtimes are compared as instants: a row written in another time zone is still valid
+    return (row.size, parse_mtime(row.mtime), row.model_version) == (photo.size, photo.mtime_ns, model_version)
 
 
 def _load_all(
@@ -257,6 +311,8 @@ def _load_all(
         try:
             return load_photo(photo.path, size, resize, max_pixels=max_pixels), ""
         except PhotoError as error:
+            if isinstance(error.__cause__, FileNotFoundError) and not os.path.islink(photo.path):
+                return None, "no such file any more (deleted or moved during the run?)"
             return None, str(error)
         except Exception as error:  # one odd photo must not stop a night's run
             return None, f"unexpected error while reading ({type(error).__name__}: {error})"
@@ -296,14 +352,16 @@ def _classify(
     predictions = iter(classifier.predict_pixels(np.stack(decoded)) if decoded else [])
     rows = []
     for photo, pixels, problem in batch:
-        common = {"path": photo.key, "size": photo.size, "mtime": photo.mtime, "model_version": version}
+        mtime = "" if photo.mtime_ns is None else format_mtime(photo.mtime_ns)
+        common = {"path": photo.key, "size": photo.size, "mtime": mtime, "model_version": version}
         if pixels is None:
             rows.append((photo, Row(status="error", error=f"{problem}; skipped", **common)))
             continue
         prediction = next(predictions)
         rows.append((photo, Row(
             status=prediction.status,
-            breed=prediction.breed,
+            # a wall has no breed: sorting the sheet by breed must not put it among the bassets (top_k keeps the guess)
+            breed="" if prediction.status == "not_a_dog" else prediction.breed,
             confidence=prediction.confidence,
             top_k=prediction.top_k,
             dog_probability=prediction.dog_probability,
@@ -312,31 +370,28 @@ def _classify(
     return rows
 
 
-def _finish_done_photos(plan: _Plan, extras: tuple[bool, str | os.PathLike | None]) -> None:
-    """Apply --xmp / --sort-into to photos done by an earlier run; a failure sends the photo back to do."""
-    if not any(extras):
-        return
-    for photo in plan.photos:
-        row = plan.done.get(photo.key)
-        if row is not None and _apply_extras(photo, row, extras).status == "error":
-            del plan.done[photo.key]
-            plan.todo.append(photo)
-
-
-def _apply_extras(photo: _Photo, row: Row, extras: tuple[bool, str | os.PathLike | None]) -> Row:
-    """Write the sidecar and the sorted copy a row asks for; the row becomes an error if either fails."""
-    xmp, sort_into = extras
-    try:
-        if xmp and row.status == "dog":
-            add_breed_keyword(photo.path, row.breed)
-        if sort_into is not None and row.status != "error":
-            copy_into(photo.path, Path(sort_into) / sorted_folder_name(row))
-    except (XmpError, OSError) as error:
-        message = f"{row.breed or row.status}, but {error}" if isinstance(error, XmpError) else (
-            f"{row.breed or row.status}, but copying into {sort_into} failed ({error})"
-        )
-        return replace(row, status="error", error=message, line="")
-    return row
+def _write_outputs(photo: _Photo, row: Row, outputs: _Outputs, summary: Summary, base: str) -> None:
+    """Write the sidecar and the sorted copy a row asks for, counting them (and any failure) in the summary."""
+    where = os.path.join(base, photo.key)
+    if outputs.xmp and row.status == "dog":
+        try:
+            if add_breed_keyword(photo.path, row.breed, photo.shared_name):
+                summary.sidecars_written += 1
+            else:
+                summary.sidecars_unchanged += 1
+        except XmpError as error:
+            summary.not_written.append((where, f"no sidecar: {error}"))
+    if outputs.sort_into is not None and row.status != "error":
+        folder = outputs.sort_into / sorted_folder_name(row)
+        try:
+            _, copied = copy_into(photo.path, folder)
+        except OSError as error:
+            summary.not_written.append((where, f"not copied into {folder} ({error.strerror or error})"))
+        else:
+            if copied:
+                summary.copies_made += 1
+            else:
+                summary.copies_found += 1
 
 
 def sorted_folder_name(row: Row) -> str:
@@ -349,11 +404,12 @@ def sorted_folder_name(row: Row) -> str:
     return name or UNSURE_FOLDER
 
 
-def copy_into(photo: str | os.PathLike, folder: Path) -> Path:
+def copy_into(photo: str | os.PathLike, folder: Path) -> tuple[Path, bool]:
     """Copy a photo into `folder` (never move), keeping its name; `rex (2).jpg` if another rex.jpg is there.
 
-    A copy already made (same size and time, as copy2 keeps them) is reused, so reruns add no
-    duplicates; the copy appears under its name only when complete.
+    Returns the copy's path and whether it was made now. A copy already made (same size and time,
+    as copy2 keeps them) is reused, so reruns add no duplicates; the copy appears under its name
+    only when complete.
     """
     folder.mkdir(parents=True, exist_ok=True)
     name = os.path.basename(photo)
@@ -363,10 +419,15 @@ def copy_into(photo: str | os.PathLike, folder: Path) -> Path:
         target = folder / (name if number == 1 else f"{stem} ({number}){suffix}")
         if not target.exists():
             partial = folder / f".{target.name}.partial"
-            shutil.copy2(photo, partial)
-            os.replace(partial, target)
-            return target
+            try:
+                shutil.copy2(photo, partial)
+                os.replace(partial, target)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    partial.unlink()
+                raise
+            return target, True
         existing = target.stat()
         if (existing.st_size, existing.st_mtime_ns) == (source.st_size, source.st_mtime_ns):
-            return target
+            return target, False
     raise OSError(f"too many photos named {name} in {folder}")

@@ -3,6 +3,10 @@
 The breed goes into dc:subject (a flat keyword) and, as `Dogs|<Breed>`, into lr:hierarchicalSubject
 (a keyword tree). An existing sidecar is merged, never replaced: every tag and every other property
 it holds stays, with its namespace prefixes; a sidecar that is not valid XML is left alone.
+
+`rex.jpg` gets `rex.xmp`, unless another photo in its folder has the same name (`rex.png`): then
+each gets its own, `rex.jpg.xmp` and `rex.png.xmp` (as darktable and digiKam name sidecars), since
+one `rex.xmp` would carry both photos' breeds.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ import contextlib
 import io
 import os
 import xml.etree.ElementTree as ElementTree
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 NAMESPACES = {
@@ -36,31 +42,51 @@ class XmpError(Exception):
     """A sidecar that cannot be read or written."""
 
 
-def sidecar_path(photo: str | os.PathLike) -> Path:
-    """`kennel/rex.jpg` -> `kennel/rex.xmp` (the extension replaced, as Lightroom names sidecars)."""
-    return Path(os.path.splitext(os.fspath(photo))[0] + ".xmp")
+def sidecar_path(photo: str | os.PathLike, shared_name: bool = False) -> Path:
+    """`kennel/rex.jpg` -> `kennel/rex.xmp` (as Lightroom names sidecars), or `kennel/rex.jpg.xmp` when
+    `shared_name` (another photo in the folder is called rex too)."""
+    photo = os.fspath(photo)
+    return Path(photo + ".xmp" if shared_name else os.path.splitext(photo)[0] + ".xmp")
 
 
-def add_breed_keyword(photo: str | os.PathLike, breed: str) -> Path:
-    """Write or update the photo's sidecar so it carries `breed` and `Dogs|<breed>`; returns its path.
+def photos_sharing_a_name(photos: Iterable[str | os.PathLike]) -> set[str]:
+    """The photos (as given) whose folder holds another of them with the same name before the extension.
 
-    Writing is atomic (temporary file, then rename) and skipped when the tags are already there.
+    Names are compared case-insensitively: on the file systems of Windows and macOS, Rex.xmp is rex.xmp.
     """
-    path = sidecar_path(photo)
+    photos = [os.fspath(photo) for photo in photos]
+
+    def name(photo: str) -> tuple[str, str]:
+        folder, file = os.path.split(photo)
+        return folder, os.path.splitext(file)[0].casefold()
+
+    counts = Counter(name(photo) for photo in photos)
+    return {photo for photo in photos if counts[name(photo)] > 1}
+
+
+def add_breed_keyword(photo: str | os.PathLike, breed: str, shared_name: bool = False) -> bool:
+    """Write or update the photo's sidecar so it carries `breed` and `Dogs|<breed>`.
+
+    Returns True when the sidecar was written, False when it already had both tags (then it is not
+    touched). Writing is atomic (temporary file, then rename). `shared_name`: see `sidecar_path`.
+    """
+    path = sidecar_path(photo, shared_name)
     try:
         text = path.read_text(encoding="utf-8") if path.exists() else _EMPTY_SIDECAR
     except (OSError, UnicodeDecodeError) as error:
         raise XmpError(f"{path.name}: cannot read the existing sidecar ({error}); left unchanged") from error
     merged = merge_keywords(text, [breed], [f"{KEYWORD_ROOT}|{breed}"], source=path.name)
     if merged is None:
-        return path
+        return False
     temporary = path.with_name(f".{path.name}.tmp")
     try:
         temporary.write_text(merged, encoding="utf-8")
         os.replace(temporary, path)
     except OSError as error:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
         raise XmpError(f"{path.name}: cannot write the sidecar ({error.strerror or error})") from error
-    return path
+    return True
 
 
 def merge_keywords(text: str, keywords: list[str], hierarchical: list[str], source: str = "sidecar") -> str | None:

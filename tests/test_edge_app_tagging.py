@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from dogtag.cli import main
 from edge_app.cli import ProgressBar
 from edge_app.model_file import read_model_info
+from edge_app.results import parse_mtime
 from edge_app.xmp import read_keywords
 from tests.edge_fixtures import fingerprints, make_bad_files, make_breed_folder, make_breed_photo
 from tests.model_fixtures import make_tiny_models
@@ -78,12 +79,15 @@ def test_tagging_a_folder_writes_one_row_per_photo_with_breed_top_k_and_dog_prob
     version = read_model_info(tiny_models[name]).model_version
     for path, row in rows.items():
         stat = (folder / path).stat()
-        top_k = row["top_k"].split("; ")
-        assert len(top_k) == 3 and top_k[0] == f"{row['breed']}={row['confidence']}"
+        top_k = [item.rpartition("=") for item in row["top_k"].split("; ")]
+        assert 1 <= len(top_k) <= 3 and top_k[0][2] == row["confidence"]
+        assert all(float(probability) >= 0.001 for _, _, probability in top_k), "no alternative that says nothing"
         assert row["status"] == ("not_a_dog" if expected[path] is None else "dog")
+        assert row["breed"] == (expected[path] or ""), "a breed for dogs only; top_k keeps a non-dog's guesses"
         assert (float(row["dog_probability"]) < 0.5) == (expected[path] is None)
         assert (row["error"], int(row["size"]), row["model_version"]) == ("", stat.st_size, version)
-        assert row["mtime"] == f"{stat.st_mtime_ns // 10**9}.{stat.st_mtime_ns % 10**9:09d}"
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}[+-]\d\d:\d\d", row["mtime"]), row["mtime"]
+        assert parse_mtime(row["mtime"]) == stat.st_mtime_ns, "a readable time that is still exact"
     assert "Tagged 7 photos" in result.output
     assert re.search(r"Chihuahua\s+2\n", result.output) and re.search(r"not a dog\s+1\n", result.output)
     assert re.search(r"\d+/7 100%.*photos/s.*ETA", result.output), "a progress bar with rate and ETA"
@@ -250,8 +254,14 @@ def test_xmp_sidecars_carry_the_breed_and_keep_every_existing_tag(model, photos)
     assert not (folder / "cat.xmp").exists(), "no breed keyword for a photo that is not a dog"
     assert (folder / "kennel_2" / "luna.xmp").read_text() == "<x:xmpmeta>half a sidecar", "left unchanged"
     rows = by_path(read_rows(folder / RESULTS))
-    assert rows["kennel_2/luna.bmp"]["status"] == "error" and "not valid XML" in rows["kennel_2/luna.bmp"]["error"]
-    assert (first.exit_code, second.exit_code) == (1, 1)
+    luna = rows["kennel_2/luna.bmp"]
+    assert (luna["status"], luna["breed"], luna["error"]) == ("dog", "Chihuahua", ""), "the photo keeps its row"
+    assert re.search(r"Not written.*\n  \S*kennel_2/luna\.bmp: no sidecar: luna\.xmp: the existing sidecar is not "
+                     r"valid XML", first.output), first.output
+    assert "Could not read" not in first.output, "the photo was read and tagged"
+    assert "XMP sidecars beside the photos (rex.xmp for rex.jpg): 5 written, 0 already had the breed." in first.output
+    assert "5 written" not in second.output and "0 written, 5 already had the breed" in second.output
+    assert (first.exit_code, second.exit_code) == (1, 1), "a sidecar not written is worth a look: exit code 1"
     assert len(rows) == 7, "sidecars are never tagged themselves"
 
 
@@ -263,6 +273,7 @@ def test_adding_xmp_to_a_finished_run_writes_the_sidecars_without_tagging_again(
 
     assert result.exit_code == 0 and "Tagged 0 photos in" in result.output
     assert read_keywords(folder / "kennel_2" / "max.xmp") == (["Maltese dog"], ["Dogs|Maltese dog"])
+    assert ": 6 written, 0 already had the breed." in result.output
 
 
 def test_sort_into_copies_photos_into_breed_folders_and_never_moves_them(model, photos):
@@ -279,6 +290,8 @@ def test_sort_into_copies_photos_into_breed_folders_and_never_moves_them(model, 
     assert (folder / "rex.jpg").read_bytes() == (sorted_ / "Chihuahua" / "rex.jpg").read_bytes()
     assert len(read_rows(folder / RESULTS)) == 7
     assert (first.exit_code, second.exit_code) == (0, 0)
+    assert f"Copied 7 photos into {sorted_} (a folder per breed, _unsure, _not_a_dog); 0 were already there." in first.output
+    assert f"Copied 0 photos into {sorted_} (a folder per breed, _unsure, _not_a_dog); 7 were already there." in second.output
 
 
 def test_two_photos_with_the_same_name_both_get_sorted(tmp_path, model):
@@ -302,6 +315,9 @@ def test_results_can_be_json_lines_written_outside_the_folder(tmp_path, model, p
     assert {row["path"]: row["breed"] if row["status"] == "dog" else None for row in rows} == expected
     rex = next(row for row in rows if row["path"] == "rex.jpg")
     assert rex["top_k"][0] == {"breed": "Chihuahua", "probability": rex["confidence"]} and rex["error"] is None
+    assert isinstance(rex["mtime"], str) and parse_mtime(rex["mtime"]) == (folder / "rex.jpg").stat().st_mtime_ns
+    cat = next(row for row in rows if row["path"] == "cat.jpg")
+    assert (cat["status"], cat["breed"]) == ("not_a_dog", None) and cat["top_k"], "no breed, its guesses kept"
     assert not (folder / RESULTS).exists() and not list(folder.glob("dogtag-results*"))
 
 
@@ -337,7 +353,7 @@ def test_predict_prints_the_top_breeds_of_each_photo(tmp_path, model):
                                        "--model", str(model), "--top-k", "2"])
 
     assert result.exit_code == 1, "one photo could not be read"
-    assert re.search(r"rex\.jpg: dog, dog probability \d+%\n  1\. Maltese dog\s+\d+\.\d%\n  2\. ", result.output)
+    assert re.search(r"rex\.jpg: dog, dog probability \d+%\n  1\. Maltese dog\s+\d+\.\d%\n", result.output)
     assert "notes.jpg: not an image: this is a text file" in result.stderr
 
 

@@ -73,8 +73,10 @@ def breed_name(folder: str) -> str:
     return name.replace("_", " ")
 
 
-def is_official_layout(root: str | Path) -> bool:
+def is_official_layout(root: str | Path | None) -> bool:
     """True when `root` holds the official Images/ folder and split lists."""
+    if root is None:
+        return False
     root = Path(root)
     return (root / "Images").is_dir() and (root / "train_list.mat").is_file()
 
@@ -138,8 +140,18 @@ def read_folders(root: str | Path) -> Dataset:
     return Dataset(samples, [breed_name(f) for f in folders], wnids)
 
 
-def load_split(root: str | Path, split: str) -> Dataset:
-    """The official split when `root` has the official layout; a folder tree otherwise (split ignored)."""
+def load_split(root: str | Path | None, split: str) -> Dataset:
+    """The official split when `root` has the official layout; a folder tree otherwise (split ignored).
+
+    No `root`, or one that is not there, raises FileNotFoundError saying where to get the data.
+    """
+    if root is None or not Path(root).is_dir():
+        where = "no dataset was given" if root is None else f"{root}: no such folder"
+        raise FileNotFoundError(
+            f"{where}. This needs the Stanford Dogs photos: download {', '.join(OFFICIAL_ARCHIVES)} from "
+            f"{OFFICIAL_URL}, extract them side by side into one folder, and pass it with --data FOLDER "
+            "(or set DOGTAG_DATA=FOLDER)"
+        )
     return read_official(root, split) if is_official_layout(root) else read_folders(root)
 
 
