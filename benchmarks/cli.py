@@ -76,10 +76,10 @@ def bench(model_specs, keras, data, quick, threads, large_photos, batch_size, ou
 
 
 def bundled_models() -> list[Path]:
-    """The default model files that ship with Dogtag (models/), those that exist."""
-    from dogtag.models import DEFAULT_ONNX, DEFAULT_TFLITE
+    """The model files that ship with Dogtag (models/: accurate and fast, TFLite and ONNX), those that exist."""
+    from dogtag.models import BUNDLED_MODELS, MODEL_DIR, bundled_files
 
-    found = [path for path in (DEFAULT_TFLITE, DEFAULT_ONNX) if path.is_file()]
+    found = [path for name in BUNDLED_MODELS for path in bundled_files(name) if path.is_file()]
     if not found:
-        raise FileNotFoundError(f"no bundled model in {DEFAULT_TFLITE.parent}; pass --models FILES_OR_DIRS")
+        raise FileNotFoundError(f"no bundled model in {MODEL_DIR}; pass --models FILES_OR_DIRS")
     return found

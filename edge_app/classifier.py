@@ -44,23 +44,44 @@ class Prediction:
     status: str
 
 
-def default_model_path() -> Path:
-    """The bundled model (TFLite preferred, else ONNX); a clear error when this install has none."""
+def _bundled():
     try:
-        from dogtag.models import DEFAULT_ONNX, DEFAULT_TFLITE
+        import dogtag.models as bundled
     except ModuleNotFoundError:  # a plain checkout, not installed
-        from models import DEFAULT_ONNX, DEFAULT_TFLITE
-    for path in (DEFAULT_TFLITE, DEFAULT_ONNX):
+        import models as bundled
+    return bundled
+
+
+def default_model_path(name: str | None = None) -> Path:
+    """A bundled model's file (TFLite preferred, else ONNX): `name` is accurate or fast (default: accurate).
+
+    A clear error when this install lacks it.
+    """
+    bundled = _bundled()
+    name = name or bundled.DEFAULT_MODEL
+    tflite, onnx = (bundled.DEFAULT_TFLITE, bundled.DEFAULT_ONNX) if name == bundled.DEFAULT_MODEL else \
+        bundled.bundled_files(name)
+    for path in (tflite, onnx):
         if path.is_file():
             return path
     raise ModelFileError(
-        f"no bundled model in {DEFAULT_TFLITE.parent} (looked for {DEFAULT_TFLITE.name} and "
-        f"{DEFAULT_ONNX.name}); pass a model with --model FILE (a .tflite or .onnx made by `dogtag export`)"
+        f"no bundled model in {tflite.parent} for {name!r} (looked for {tflite.name} and {onnx.name}); "
+        "pass a model with --model FILE (a .tflite or .onnx made by `dogtag export`)"
     )
 
 
+def resolve_model(model: str | os.PathLike | None) -> Path:
+    """The model file meant by `model`: None or a bundled name (accurate, fast), else a path."""
+    if model is None or str(model) in _bundled().BUNDLED_MODELS:
+        return default_model_path(None if model is None else str(model))
+    return Path(model)
+
+
 class Classifier:
-    """A model file plus the thresholds and top-k that turn its outputs into predictions."""
+    """A model file plus the thresholds and top-k that turn its outputs into predictions.
+
+    `model` is a bundled model's name, "accurate" (the default) or "fast", or a .tflite / .onnx file.
+    """
 
     def __init__(
         self,
@@ -71,7 +92,7 @@ class Classifier:
         min_dog: float | None = None,
         num_threads: int | None = None,
     ):
-        self.model = Model(default_model_path() if model is None else model, num_threads=num_threads)
+        self.model = Model(resolve_model(model), num_threads=num_threads)
         self.info: ModelInfo = self.model.info
         self.top_k = max(1, min(top_k, len(self.info.labels)))
         self.min_confidence = self.info.min_confidence if min_confidence is None else min_confidence

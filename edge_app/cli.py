@@ -81,8 +81,9 @@ def runtime_info_hidden() -> Iterator[None]:
 
 
 model_option = click.option(
-    "--model", type=click.Path(dir_okay=False), default=None,
-    help="A .tflite or .onnx model made by `dogtag export` (default: the bundled model).",
+    "--model", default="accurate", show_default=True, metavar="accurate|fast|FILE",
+    help="A bundled model, `accurate` or `fast` (faster, for a Raspberry Pi), "
+         "or a .tflite / .onnx file made by `dogtag export`.",
 )
 top_k_option = click.option("--top-k", type=click.IntRange(1), default=DEFAULT_TOP_K, show_default=True,
                             help="How many breeds to list per photo, at most (those under 0.1% are left out).")

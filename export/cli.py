@@ -23,7 +23,7 @@ from export.formats import (
     parse_calibration,
     parse_formats,
 )
-from train.cli import data_option, wild_option
+from train.cli import data_option
 
 
 @click.command()
@@ -49,7 +49,9 @@ from train.cli import data_option, wild_option
 @click.option("--stem", default="dogtag", show_default=True, help="File names are <stem>_<format>.<ext>.")
 @click.option("--model-card/--no-model-card", default=False, show_default=True,
               help="Also write MODEL_CARD.md from the run's metrics and the verification.")
-@wild_option
+@click.option("--wild", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Also measure each file through the edge app on this dogs-in-the-wild folder (real photos from "
+                   "outside ImageNet): into verification.json and the model card.")
 def export(run_dir, out_dir, formats, data, calibration_images, onnx_calibration, int8_float_layers,
            onnx_wide_depthwise, verify_images, verify, stem, model_card, wild) -> None:
     """Export a trained Keras model to TFLite and ONNX, and verify it."""
@@ -113,15 +115,14 @@ def export(run_dir, out_dir, formats, data, calibration_images, onnx_calibration
 
 
 def measure_on_wild(files: dict, wild: Path | None, log) -> dict:
-    """Each exported file through the edge app on dogs-in-the-wild (real photos), when that set is here."""
+    """Each exported file through the edge app on dogs-in-the-wild (real photos), when --wild names that set."""
     from benchmarks.wild import wild_accuracy
     from edge_app.classifier import Classifier
-    from train.wild import DEFAULT_WILD
-
-    root = wild or DEFAULT_WILD
-    if not (root / "labels.csv").is_file():
-        log(f"not measured on dogs-in-the-wild: no labels.csv in {root} (give --wild)")
+    if wild is None:
+        log("not measured on dogs-in-the-wild (give --wild PATH to measure each file on those real photos)")
         return {}
+    if not (wild / "labels.csv").is_file():
+        raise FileNotFoundError(f"{wild}: no labels.csv; --wild takes the dogs-in-the-wild folder")
     results = {}
     for name, path in files.items():
         results[name] = wild_accuracy(Classifier(path))

@@ -130,6 +130,28 @@ def test_without_a_bundled_model_the_error_says_how_to_pass_one(tmp_path, monkey
         Classifier()
 
 
+def test_the_two_bundled_models_are_chosen_by_name_and_accurate_is_the_default(tiny_models, tmp_path, monkeypatch):
+    import shutil
+
+    import dogtag.models
+
+    for name in ("accurate", "fast"):
+        shutil.copy(tiny_models["tflite_int8"], tmp_path / f"{name}_tflite_int8.tflite")
+    shutil.copy(tiny_models["onnx_int8"], tmp_path / "fast_onnx_int8.onnx")
+    monkeypatch.setattr(dogtag.models, "MODEL_DIR", tmp_path)
+    monkeypatch.setattr(dogtag.models, "DEFAULT_TFLITE", tmp_path / "accurate_tflite_int8.tflite")
+
+    assert Classifier().model.path == tmp_path / "accurate_tflite_int8.tflite"
+    assert Classifier("fast").model.path == tmp_path / "fast_tflite_int8.tflite"  # TFLite before ONNX
+    (tmp_path / "fast_tflite_int8.tflite").unlink()
+    assert Classifier("fast").model.path == tmp_path / "fast_onnx_int8.onnx"
+    (tmp_path / "fast_onnx_int8.onnx").unlink()
+    with pytest.raises(ModelFileError, match=r"no bundled model in .* for 'fast'"):
+        Classifier("fast")
+    with pytest.raises(ModelFileError, match=r"fastest: no such model file"):
+        Classifier("fastest")
+
+
 def test_a_file_that_is_not_a_model_is_refused(tmp_path):
     (tmp_path / "photo.tflite").write_bytes(b"\xff\xd8\xff\xe0 a JPEG renamed")
 
