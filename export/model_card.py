@@ -144,7 +144,7 @@ def wild_section(metrics: dict, files: dict) -> list[str]:
     lines = ["## Accuracy on real photos (dogs-in-the-wild)", "",
              "339 dog photos of 116 breeds and 103 photos without a dog, from outside ImageNet and Stanford Dogs "
              "(the development set: measured on and chosen with, never trained on), as they are and shrunk to "
-             "96 px thumbnails first, as shelter databases keep them. With 1-4 photos a breed, per-breed figures "
+             "96 px thumbnails first (96 px on the shorter side), as shelter databases keep them. With 1-4 photos a breed, per-breed figures "
              "from it are noise; a separate hidden set of the same kind checks the same thing.", ""]
     if "wild" in metrics:
         wild, thumbs = metrics["wild"], metrics.get("wild96", {})

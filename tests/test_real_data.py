@@ -71,7 +71,7 @@ def test_the_ported_efficientnet_lite_classifier_names_stanford_photos_own_image
     spec = backbones.backbone_spec(backbone)
     model = backbones.build_backbone(backbone, spec.size, include_top=True)  # weights from the pip package
     scale = backbones.pixel_scaling_layer(spec)
-    index = json.loads((keras_home / "models" / "imagenet_class_index.json").read_text())
+    index = json.loads((keras_home / "imagenet_class_index.json").read_text())
     by_wnid = {wnid: int(number) for number, (wnid, _) in index.items()}
     test = read_official(stanford_dogs, "test")
     sample = test.samples[::14][:600]  # every breed

@@ -95,7 +95,7 @@ def test_the_thumbnail_view_shrinks_photos_as_shelter_databases_do_and_never_enl
 
     photo = tf.random.uniform((160, 224, 3), 0, 255, seed=1)
     thumb = shrink(photo, 96)
-    assert tuple(thumb.shape) == (69, 96, 3)  # longer side 96, aspect kept
+    assert tuple(thumb.shape) == (96, 134, 3)  # shorter side 96, aspect kept
     assert np.array_equal(thumb.numpy(), np.round(thumb.numpy())) and float(tf.reduce_max(thumb)) <= 255
     assert tuple(shrink(photo, 400).shape) == (160, 224, 3)
     assert view_pipeline_options("thumb96", 0) == {"thumbnail": 96}

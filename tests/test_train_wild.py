@@ -54,7 +54,7 @@ def test_dogs_in_the_wild_is_read_in_the_models_breed_order_with_not_dogs_apart(
 
     thumbs = wild_split("wild96", wild_root, train.breeds, train.wnids, tmp_path / "thumbs")
     sizes = [Image.open(s.path).size for s in thumbs.dataset.samples]
-    assert sizes[0] == (96, 72) and sizes[-1] == (72, 96)  # longer side 96, aspect kept
+    assert sizes[0] == (128, 96) and sizes[-1] == (96, 128)  # shorter side 96, aspect kept
     assert (wild_root / "dogs" / BREED_FOLDERS[0] / "quiz_0.jpg").exists()  # originals untouched
 
     with pytest.raises(ValueError, match="row 2: breed n02085620 is not one of the model's breeds"):

@@ -35,7 +35,7 @@ def image_dataset(
 ) -> tf.data.Dataset:
     """Batches of (float32 pixels in [0, 255], int label) for `dataset`, in order unless shuffled.
 
-    `flip_all` mirrors every image and `thumbnail` first shrinks it so that its longer side is that
+    `flip_all` mirrors every image and `thumbnail` first shrinks it so that its shorter side is that
     many pixels (deterministic views used when caching features).
     """
     paths = [str(s.path) for s in dataset.samples]

@@ -97,11 +97,11 @@ def whiten(image: tf.Tensor) -> tf.Tensor:
     return tf.clip_by_value(tf.image.per_image_standardization(image) * 64.0 + 127.5, 0.0, 255.0)
 
 
-def shrink(image: tf.Tensor, longer_side: int) -> tf.Tensor:
-    """The photo as a thumbnail whose longer side is `longer_side` px, pixels rounded to 8 bits, as
-    shelter databases keep photos (the model then enlarges it again)."""
+def shrink(image: tf.Tensor, shorter_side: int) -> tf.Tensor:
+    """The photo as a thumbnail whose shorter side is `shorter_side` px, pixels rounded to 8 bits, as
+    shelter databases keep photos (the model then enlarges it again); never enlarged."""
     shape = tf.cast(tf.shape(image)[:2], tf.float32)
-    scale = tf.minimum(longer_side / tf.reduce_max(shape), 1.0)
+    scale = tf.minimum(shorter_side / tf.reduce_min(shape), 1.0)
     new_shape = tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), 1)
     return tf.clip_by_value(tf.round(tf.image.resize(image, new_shape, antialias=True)), 0.0, 255.0)
 

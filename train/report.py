@@ -47,6 +47,8 @@ def comparison_table(runs: list[tuple[str, dict, dict]]) -> list[str]:
             views += " (equalized)"
         params = config.get("params", {})
         views += "".join(f" + {mix} {params[mix]:g}" for mix in ("cutmix", "mixup") if params.get(mix))
+        if metrics.get("distilled_from"):
+            views += f", distilled from {Path(metrics['distilled_from']).name}"
         breeds = len(metrics.get("per_breed", [])) or "?"
         lines.append(
             f"| {name} | {metrics.get('approach', '?')} | {breeds} | {views} | {_percent(metrics.get('top1'))} "
@@ -80,11 +82,13 @@ def report(root: Path) -> str:
               "start from cached backbone features (the one-off caching pass is not included). Inference ms/img is "
               "the saved Keras model on a batch of 32 on the CPU, not the exported edge model.", "",
               "wild: the dogs-in-the-wild development set (339 real dog photos of 116 breeds from outside ImageNet, "
-              "measured on, never trained on), as they are and shrunk to 96 px thumbnails first; n/a where its "
+              "measured on, never trained on), as they are and shrunk to 96 px thumbnails first (96 px on the shorter "
+              "side; runs made before 2026-12-01 10:15 used the longer side, which is harsher); n/a where its "
               "features were not cached for that backbone.", "",
               "Training data: plain = the images as they are, flip = mirrored copies, box = cropped to the annotated "
               "dog, aug1 = one randomly augmented copy (flip, crop, rotation, shift, shear, zoom), equalized = "
-              "histogram-equalized train and test images, cutmix a / mixup a = each training batch blended with "
+              "histogram-equalized train and test images, thumb96 = copies shrunk to 96 px thumbnails first, distilled "
+              "from X = targets mixed 30/70 from the labels and run X's probabilities, cutmix a / mixup a = each training batch blended with "
               "itself reversed (a box pasted / whole photos averaged, labels mixed alike; a = the Beta alpha). "
               "flip TTA = the model also looks at each validation and test photo mirrored and averages (twice the "
               "inference compute). Scratch runs: warm-started = started from another scratch model's weights "

@@ -18,7 +18,7 @@ import numpy as np
 from train.dataset import Dataset, Sample
 
 DEFAULT_WILD = Path(os.environ.get("DOGTAG_WILD", "../shared/datasets/dogs-in-the-wild"))
-THUMBNAIL_SIZE = 96  # longer side, in pixels
+THUMBNAIL_SIZE = 96  # shorter side, in pixels (a 4:3 photo becomes 128 x 96)
 NOT_A_DOG = -1  # the label of a photo without a dog
 # Sources the README singles out: Wikipedia images that ImageNet-1k may hold, and casual snapshots.
 MAYBE_IN_IMAGENET = "datarobot-community/dogsnap-workshop"
@@ -53,17 +53,20 @@ def read_wild(root: str | Path, breeds: list[str], wnids: list[str]) -> WildSet:
 
 
 def thumbnails(wild: WildSet, folder: Path, size: int = THUMBNAIL_SIZE) -> WildSet:
-    """The same photos shrunk so that the longer side is `size` px (JPEG, quality 90), made once in `folder`."""
+    """The same photos shrunk so that the shorter side is `size` px (JPEG, quality 90; never enlarged),
+    made once in `folder`."""
     from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
     samples = []
     for number, sample in enumerate(wild.dataset.samples):
-        target = folder / f"{number:04d}-{sample.path.stem}.jpg"
+        target = folder / f"{number:04d}-{sample.path.stem}-{size}s.jpg"
         if not target.exists():
             with Image.open(sample.path) as image:
                 image = image.convert("RGB")
-                image.thumbnail((size, size), Image.Resampling.LANCZOS)
+                scale = min(size / min(image.size), 1.0)
+                image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                                     Image.Resampling.LANCZOS)
                 temporary = target.with_suffix(".tmp.jpg")
                 image.save(temporary, quality=90)
                 temporary.rename(target)
