@@ -4,7 +4,8 @@
     dogtag bench --quick                          # the bundled models, a fixed stratified subset
     dogtag bench --models exported/dogtag_tflite_int8.tflite --threads 1,4 --out pi-bench/
 
-Writes bench.json, bench.md and bench.png into --out and prints the table.
+Writes bench.json, bench.md and bench.png into --out and prints the table; each row's figures are
+attached to the run its model came from, where that run folder is here (see train/run_record.py).
 """
 
 from __future__ import annotations
@@ -73,6 +74,18 @@ def bench(model_specs, keras, data, quick, threads, large_photos, batch_size, ou
     paths = save_report(report, out_dir, log=log)
     click.echo(format_table(report))
     log("wrote " + ", ".join(str(path) for path in paths))
+    _attach_to_runs(report, out_dir, log)
+
+
+def _attach_to_runs(report: dict, out_dir: Path, log) -> None:
+    """Each row's figures go to the record of the run its model came from: never a reason to fail."""
+    from train.run_record import attach_bench
+
+    try:
+        attach_bench(report, out_dir, log=log)
+    except (OSError, ValueError) as error:
+        log(f"warning: the benchmark was not attached to its runs ({error}); "
+            f"`dogtag train attach {out_dir}` attaches it later")
 
 
 def bundled_models() -> list[Path]:

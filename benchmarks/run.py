@@ -22,7 +22,7 @@ from benchmarks.photos import LARGE_SIZE, Workspace, bench_photos
 from benchmarks.report import add_ratios, evaluate_targets, share_accuracy, summary_line
 from benchmarks.settings import BenchSettings
 from edge_app.model_file import ModelFileError
-from train.evaluate import git_commit
+from train.run_record import git_commit
 
 
 def run_benchmark(models: list[Path], keras: Path | None, data: str | os.PathLike, settings: BenchSettings,

@@ -5,7 +5,8 @@
     dogtag export runs/mobilenet_v2 --out exported/ --formats onnx_int8 --onnx-calibration minmax,percentile,entropy
 
 Writes <stem>_<format>.tflite/.onnx, verification.json and verification.md (the table printed at
-the end) in DIR, and MODEL_CARD.md with --model-card.
+the end) in DIR, and MODEL_CARD.md with --model-card; the verified figures are attached to the run
+(its attached.json, and its MLflow run where MLflow is installed).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def export(run_dir, out_dir, formats, data, calibration_images, onnx_calibration
     )
     from export.model_card import write_model_card
     from export.verify import format_table, save_report, verify_files
-    from train.evaluate import git_commit
+    from train.run_record import git_commit
 
     def log(line: str) -> None:
         click.echo(line, err=True)
@@ -109,6 +110,8 @@ def export(run_dir, out_dir, formats, data, calibration_images, onnx_calibration
             log(f"wrote {path}")
     except (FileNotFoundError, ValueError) as error:  # ModelFileError is a ValueError
         raise click.ClickException(str(error)) from error
+    if report:
+        _attach_to_run(report, out_dir, run_dir, log)
     if report and not all(entry["meets_target"] for entry in report["formats"].values()):
         missed = [name for name, entry in report["formats"].items() if not entry["meets_target"]]
         log(f"warning: {', '.join(missed)} missed the target (see verification.md)")
@@ -129,3 +132,14 @@ def measure_on_wild(files: dict, wild: Path | None, log) -> dict:
         log(f"{name} on dogs-in-the-wild: top-1 {results[name]['wild']['top1']:.4f}, "
             f"96 px thumbnails {results[name]['wild96']['top1']:.4f}")
     return results
+
+
+def _attach_to_run(report: dict, out_dir: Path, run_dir: Path, log) -> None:
+    """The verification figures go to the run's record too (and its MLflow run): never a reason to fail."""
+    from train.run_record import attach_export
+
+    try:
+        attach_export(report, out_dir, run_dir, log=log)
+    except (OSError, ValueError) as error:
+        log(f"warning: the verification was not attached to {run_dir} ({error}); "
+            f"`dogtag train attach {out_dir}` attaches it later")

@@ -1,6 +1,6 @@
 """MODEL_CARD.md for exported models, from the training run's records and the export's verification.
 
-Reads the run folder (metrics.json and config.json as train.evaluate.write_run leaves them) and the
+Reads the run folder (metrics.json and config.json as train.run_record.write_run leaves them) and the
 verification report of export.verify; writes what a shelter volunteer or a maintainer needs to
 trust, or distrust, the model: data and split, how it was made, accuracy per file, thresholds,
 known weaknesses and intended use.

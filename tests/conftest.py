@@ -54,3 +54,16 @@ def stanford_dogs() -> Path:
 def keras_home() -> Path:
     """The KERAS_HOME with MobileNetV2 ImageNet weights in ../shared; skipped when absent."""
     return _require(KERAS_HOME / "models", "the Keras ImageNet weights")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def mlflow_store(tmp_path_factory) -> Path:
+    """Runs trained by tests log to MLflow (where it is installed) in a store of their own, never ./mlruns."""
+    store = tmp_path_factory.mktemp("mlruns")
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = store.as_uri()
+    yield store
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before

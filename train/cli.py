@@ -182,6 +182,43 @@ def report(runs_root, out) -> None:
         out.write_text(text)
 
 
+@train.command("log-existing")
+@click.argument("runs_root", type=click.Path(exists=True, file_okay=False, path_type=Path), default=DEFAULT_RUNS)
+def log_existing(runs_root) -> None:
+    """Log every run folder below RUNS_ROOT (made before, or while MLflow was missing) to MLflow.
+
+    Safe to repeat: a folder logged already continues its MLflow run. The store is
+    MLFLOW_TRACKING_URI, else ./mlruns; the experiment MLFLOW_EXPERIMENT_NAME, else dogtag.
+    """
+    from train.run_record import log_existing as log_runs
+    from train.run_record import tracking_uri
+
+    try:
+        done = log_runs(runs_root, log=click.echo)
+    except (RuntimeError, FileNotFoundError, ValueError) as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"{len(done)} runs in {tracking_uri()}")
+
+
+@train.command()
+@click.argument("results", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--run", "run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="The run folder the results belong to [default: the one the export recorded].")
+def attach(results, run_dir) -> None:
+    """Attach export or benchmark results (verification.json, bench.json or their folders) to their runs.
+
+    `dogtag export` and `dogtag bench` attach theirs themselves; this is for results made before.
+    """
+    from train.run_record import attach_results
+
+    try:
+        attached = [run for path in results for run in attach_results(path, run_dir, log=click.echo)]
+    except (FileNotFoundError, ValueError) as error:
+        raise click.ClickException(str(error)) from error
+    if not attached:
+        raise click.ClickException("no results attached: no run folder found for them (give --run)")
+
+
 # --- scratch CNN and its hyperparameter search -----------------------------------------------------
 
 breeds_option = click.option("--breeds", "breed_names", multiple=True,

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from train.evaluate import evaluate, write_run
+from train.evaluate import evaluate
+from train.run_record import write_run
 from train.wild import DEFAULT_WILD, WILD_SPLITS, read_wild, wild_metrics
 
 
@@ -62,7 +63,7 @@ def ensemble_runs(runs: list[Path], out_dir: Path, weights: list[float] | None =
     np.savez_compressed(out_dir / "train_predictions.npz", labels=first_train["labels"],
                         probabilities=mean(lambda m: m[0]["probabilities"]).astype("float16"))
     write_run(out_dir, {"approach": "ensemble", "members": [str(r) for r in runs], "weights": weights.tolist(),
-                        "backbone": "+".join(c.get("backbone", "?") for c in configs)}, metrics)
+                        "backbone": "+".join(c.get("backbone", "?") for c in configs)}, metrics, log=log)
     log(f"ensemble test top-1 {metrics['top1']:.4f}" + "".join(
         f", {split} {metrics[split]['top1']:.4f}" for split in WILD_SPLITS if split in metrics))
     return metrics

@@ -1,15 +1,9 @@
-"""Scores of a classifier on a labelled split, the plots that show them, and run records on disk.
+"""Scores of a classifier on a labelled split: top-1, top-5, per-breed scores, the confusions.
 
-A run folder holds everything a report needs: config.json, history.json, metrics.json (with
-timings), confusion.png, learning_curves.png and most_confused.md.
+train/run_record.py writes them, with their plots, into the run's folder.
 """
 
 from __future__ import annotations
-
-import json
-import platform
-import subprocess
-from pathlib import Path
 
 import numpy as np
 
@@ -72,80 +66,3 @@ def evaluate(probabilities: np.ndarray, labels: np.ndarray, names: list[str]) ->
         "most_confused": most_confused(counts, names),
         "confusion": counts.tolist(),
     }
-
-
-def plot_confusion(counts: np.ndarray, names: list[str], path: Path) -> None:
-    """Save the row-normalised confusion matrix as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    counts = np.asarray(counts, dtype="float64")
-    normalised = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    size = max(6, len(names) * 0.12)
-    figure, axis = plt.subplots(figsize=(size, size))
-    axis.imshow(normalised, cmap="viridis", vmin=0, vmax=1)
-    if len(names) <= 40:
-        axis.set_xticks(range(len(names)), names, rotation=90, fontsize=6)
-        axis.set_yticks(range(len(names)), names, fontsize=6)
-    axis.set_xlabel("predicted")
-    axis.set_ylabel("true")
-    axis.set_title("Confusion (rows normalised)")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-
-
-def plot_history(history: dict[str, list[float]], path: Path) -> None:
-    """Save loss and accuracy per epoch (train and validation) as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for axis, metric in zip(axes, ("loss", "accuracy"), strict=True):
-        for key, values in history.items():
-            if key.endswith(metric) and values:
-                axis.plot(range(1, len(values) + 1), values, label=key)
-        axis.set_xlabel("epoch")
-        axis.set_title(metric)
-        axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-
-
-def git_commit() -> str:
-    """The current commit of the checkout (with '+dirty' when there are uncommitted changes)."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                check=True, cwd=Path(__file__).parent).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, cwd=Path(__file__).parent).stdout.strip()
-        return commit + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def write_run(run_dir: Path, config: dict, metrics: dict, history: dict | None = None) -> None:
-    """Write a run's record and plots: config, metrics (without the raw matrix), plots, confusions."""
-    import tensorflow as tf
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config = {**config, "commit": git_commit(), "tensorflow": tf.__version__,
-              "machine": f"{platform.machine()} {platform.processor() or ''}".strip()}
-    (run_dir / "config.json").write_text(json.dumps(config, indent=2, default=str))
-    summary = {k: v for k, v in metrics.items() if k != "confusion"}
-    (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
-    if "confusion" in metrics:
-        names = [row["breed"] for row in metrics["per_breed"]]
-        plot_confusion(np.array(metrics["confusion"]), names, run_dir / "confusion.png")
-        np.save(run_dir / "confusion.npy", np.array(metrics["confusion"]))
-        lines = ["| true | predicted as | count |", "|---|---|---|"]
-        lines += [f"| {p['true']} | {p['predicted']} | {p['count']} / {p['of']} |" for p in metrics["most_confused"]]
-        (run_dir / "most_confused.md").write_text("\n".join(lines) + "\n")
-    if history:
-        (run_dir / "history.json").write_text(json.dumps(history, indent=2))
-        plot_history(history, run_dir / "learning_curves.png")

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -30,22 +29,20 @@ import numpy as np
 import tensorflow as tf
 
 from edge_app.model_file import ModelInfo
+from train import run_record
 from train.dataset import Dataset, load_split, select_breeds, stratified_indices
 from train.devices import distribution_strategy, training_precision
-from train.evaluate import evaluate, write_run
+from train.evaluate import evaluate
 from train.layers import MirrorImage
 from train.pipeline import image_dataset
 from train.preprocess import Augmentation, Preprocessing, augmentation_layers
+from train.run_record import RunMismatch
 
 BLOCK_TYPES = ("vgg", "residual", "separable")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 # Decoupled weight decay per optimizer, in Keras' convention (each step subtracts lr * decay * weight).
 WEIGHT_DECAY = {"adam": 0.0, "adamw": 0.05, "sgd": 5e-4}
 DEFAULT_CACHE = Path("cache/scratch")
-
-
-class RunMismatch(ValueError):
-    """A run folder, a model to start from and the options given do not fit together."""
 
 
 @dataclass(frozen=True)
@@ -430,7 +427,7 @@ def train_model(
     """
     checkpoint_dir = Path(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    with _only_trainer(checkpoint_dir):
+    with run_record.only_trainer(checkpoint_dir.parent, checkpoint_dir / "lock"):
         keras.utils.set_random_seed(params.seed)
         progress = Progress(checkpoint_dir, params.patience, time_limit_s, log)
         steps = steps_per_epoch(len(images), params.batch_size)
@@ -468,55 +465,26 @@ def check_run_folder(checkpoint_dir: Path, params: ScratchParams, init_from: Pat
     A run resumes (or is re-evaluated) only with the hyperparameters it was started with: its
     checkpoint holds a network and an optimizer schedule built from them, so other values would be
     recorded beside a model they did not make. flip_tta is free: it only changes the shipped model.
-    The record is checkpoints/params.json, or for older runs the params in the run's config.json.
+    The record is checkpoints/params.json, or for older runs the params in the run's config.json;
+    a hyperparameter it lacks (added since) means that hyperparameter's default.
     """
     checkpoint_dir = Path(checkpoint_dir)
     resuming = (checkpoint_dir / "last.keras").exists()
     if params.head_only and init_from is None and not resuming:
         raise RunMismatch("head_only trains the breeds layer alone on top of a warm-started network: "
                           "give the model to start from (init_from / --init-from)")
-    recorded = checkpoint_dir / "params.json"
-    if not recorded.exists():
-        recorded = checkpoint_dir.parent / "config.json"
-    if resuming and recorded.exists():
-        values = json.loads(recorded.read_text())
-        if recorded.name == "config.json":  # a run's record keeps its params under "params"
-            values = values.get("params", values)
+    recorded = run_record.recorded_params(checkpoint_dir)
+    if resuming and recorded is not None:
+        path, values = recorded
         try:
             before = ScratchParams.from_dict(values)
         except (TypeError, ValueError) as error:
-            raise RunMismatch(f"{recorded} holds hyperparameters this version cannot read ({error})") from None
-        before, now = before.to_dict(), params.to_dict()
-        differing = sorted(key for key in now if key != "flip_tta" and before[key] != now[key])
-        if differing:
-            run_dir = checkpoint_dir.parent
-            raise RunMismatch(
-                f"{run_dir} was started with other values of {', '.join(differing)} (see {recorded}); resume it "
-                f"with the same hyperparameters, or train on from its model in a new run folder "
-                f"(--init-from {run_dir / 'model.keras'})")
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    (checkpoint_dir / "params.json").write_text(json.dumps(params.to_dict(), indent=2))
-
-
-@contextmanager
-def _only_trainer(checkpoint_dir: Path):
-    """Hold an exclusive lock on the checkpoints while training, so that a second trainer is refused.
-
-    Two processes saving the same checkpoints would each record the other's weights as their own.
-    The lock goes with the process, however it ends. (No lock where fcntl is missing: Windows.)
-    """
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    with open(Path(checkpoint_dir) / "lock", "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunMismatch(f"{Path(checkpoint_dir).parent} is being trained by another process: "
-                              "wait for it to end or stop it") from None
-        yield
+            raise RunMismatch(f"{path} holds hyperparameters this version cannot read ({error})") from None
+        run_dir = checkpoint_dir.parent
+        run_record.refuse_other_params(
+            run_dir, path, before.to_dict(), params.to_dict(), free=("flip_tta",),
+            advice=f", or train on from its model in a new run folder (--init-from {run_dir / 'model.keras'})")
+    run_record.record_params(checkpoint_dir, params.to_dict())
 
 
 def best_epoch(history: dict) -> int:
@@ -548,7 +516,7 @@ def run_scratch(
     """Train the scratch CNN on the chosen breeds, evaluate it on their official test images, save it.
 
     The run folder receives model.keras, model_info.json, checkpoints/ and the run record of
-    train.evaluate.write_run. A run stopped by `time_limit_s` is recorded as it stands (best weights
+    train.run_record.write_run. A run stopped by `time_limit_s` is recorded as it stands (best weights
     so far) and resumes when started again with the same folder. `init_from` (a model.keras of the
     same architecture, e.g. trained on more breeds) warm-starts every layer but the head.
     """
@@ -603,7 +571,7 @@ def run_scratch(
         "augmentation": "+".join(k for k, v in asdict(augmentation).items() if v) if augmentation.enabled else "off",
         "params": params.to_dict(), "init_from": str(init_from) if init_from else None, **(extra_config or {}),
     }
-    write_run(run_dir, config, metrics, state["history"])
+    run_record.write_run(run_dir, config, metrics, state["history"], log=log)
     log(f"test top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f} after {state['epoch']} epochs "
         f"({stopped}); {metrics['timings']['inference_ms_per_image']} ms per image")
     return metrics

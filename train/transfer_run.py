@@ -1,7 +1,8 @@
 """One transfer-learning run from cached features to a saved, evaluated Keras model.
 
 The run folder receives model.keras and model_info.json (what `dogtag export` reads), the record
-written by train.evaluate.write_run, and the no-training baseline measured on the same cache.
+written by train.run_record.write_run (and its MLflow run, where MLflow is installed), and the
+no-training baseline measured on the same cache.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from edge_app.model_file import ModelInfo
 from train import transfer
 from train.backbones import split_layer_of
 from train.dataset import Dataset, load_split, select_breeds, stratified_indices
-from train.evaluate import evaluate, write_run
+from train.evaluate import evaluate
 from train.features import cache_dir, load_features
 from train.preprocess import Preprocessing
+from train.run_record import write_run
 from train.wild import DEFAULT_WILD, WILD_SPLITS, read_wild, wild_metrics
 
 # Training views: name -> (uses the box-cropped cache, cached view name).
@@ -234,7 +236,7 @@ def run_transfer(
             model or head, fine_tuned_top, train_split, weight, thresholds, config, run_dir, log)
     write_run(run_dir, {**asdict(config), "views": list(views), "equalize": equalize, "data": str(data),
                         "breeds": breeds or "all"},
-              metrics, history)
+              metrics, history, log=log)
     return metrics
 
 
