@@ -235,8 +235,11 @@ def test_log_existing_brings_the_runs_measured_before_into_mlflow_once(tmp_path,
     assert logged[str(today)].data.metrics["f1/Japanese spaniel"] == 0.6
     assert {a.path for a in client.list_artifacts(logged[str(today)].info.run_id)} >= {"confusion.png", "config.json"}
 
+    copy = Path(client.get_run(old.info.run_id).info.artifact_uri.removeprefix("file://")) / "history.json"
+    copied_at = copy.stat().st_ctime_ns  # (a copy keeps the mtime of its source, not its ctime)
     again = CliRunner().invoke(main, ["train", "log-existing", str(runs)])
     assert again.exit_code == 0 and again.output.count("(up to date)") == 5, again.output
+    assert copy.stat().st_ctime_ns == copied_at  # unchanged files are not copied again
     assert len(client.search_runs([experiment.experiment_id])) == 5
     assert len(client.get_metric_history(old.info.run_id, "head_val_accuracy")) == 3
     assert len(client.get_metric_history(old.info.run_id, "top1")) == 1

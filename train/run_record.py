@@ -181,7 +181,7 @@ def record_params(checkpoint_dir: Path, values: dict) -> None:
     (Path(checkpoint_dir) / "params.json").write_text(json.dumps(values, indent=2))
 
 
-def attach(run_dir: Path, kind: str, source: str, figures: dict[str, float], files: list[Path] = (),
+def attach(run_dir: Path, kind: str, source: str, figures: dict[str, float], files: list[Path] | None = None,
            log=print) -> None:
     """Add figures measured on a run's model (kind "export" or "bench") to its record, and to MLflow.
 
@@ -194,7 +194,7 @@ def attach(run_dir: Path, kind: str, source: str, figures: dict[str, float], fil
     attached.setdefault(kind, {})[str(source)] = {
         "at": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         "figures": {name: value for name, value in figures.items() if _is_number(value)},
-        "files": [str(Path(f).resolve()) for f in files],
+        "files": [str(Path(f).resolve()) for f in files or []],
     }
     path.write_text(json.dumps(attached, indent=2))
     log(f"{kind} results of {source} attached to {run_dir}")
@@ -411,17 +411,22 @@ def log_folder(run_dir: Path) -> tuple[str, str]:
     for start in range(0, max(len(new_params), len(new_tags), len(new_metrics)), 100):
         client.log_batch(run_id, metrics=new_metrics[start : start + 100], params=new_params[start : start + 100],
                          tags=new_tags[start : start + 100])
-    for path in sorted(run_dir.iterdir()):
-        if path.is_file() and path.name not in NOT_RECORDED:
-            client.log_artifact(run_id, str(path))
-    for kind, sources in attached.items():
-        for source, entry in sources.items():
-            for file in entry.get("files", []):
-                if Path(file).is_file():
-                    client.log_artifact(run_id, file, f"{kind}/{_key(Path(source).name) or kind}")
+    artifacts = [(path, None) for path in sorted(run_dir.iterdir())
+                 if path.is_file() and path.name not in NOT_RECORDED]
+    artifacts += [(Path(file), f"{kind}/{_key(Path(source).name) or kind}") for kind, sources in attached.items()
+                  for source, entry in sources.items() for file in entry.get("files", []) if Path(file).is_file()]
+    # Files logged before and unchanged since (size and time) are not copied again.
+    before = (_read_json(run_dir / MLFLOW_LINK) or {}).get("artifacts", {}) if what == "continued" else {}
+    copied = {}
+    for path, folder in artifacts:
+        name, stamp = f"{folder or '.'}/{path.name}", [path.stat().st_size, path.stat().st_mtime_ns]
+        if before.get(name) != stamp:
+            client.log_artifact(run_id, str(path), folder)
+        copied[name] = stamp
     client.set_terminated(run_id, "FINISHED", end_time=ended)
-    (run_dir / MLFLOW_LINK).write_text(json.dumps({"tracking_uri": uri, "run_id": run_id}, indent=2))
-    if what == "continued" and not (new_params or new_metrics or new_tags):
+    (run_dir / MLFLOW_LINK).write_text(json.dumps({"tracking_uri": uri, "run_id": run_id, "artifacts": copied},
+                                                  indent=2))
+    if what == "continued" and not (new_params or new_metrics or new_tags) and copied == before:
         what = "up to date"
     return run_id, what
 
