@@ -76,7 +76,9 @@ def test_a_scratch_run_logs_its_config_metrics_curves_and_files_and_its_resumpti
     history = json.loads((run / "history.json").read_text())
     assert curve(client, first_id, "val_accuracy") == list(enumerate(history["val_accuracy"], 1))  # no epoch twice
     assert curve(client, first_id, "loss") == list(enumerate(history["loss"], 1))
-    assert client.get_experiment(logged.info.experiment_id).name == "dogtag"
+    experiment = client.get_experiment(logged.info.experiment_id)
+    assert experiment.name == "dogtag"
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on training runs
     assert logged.info.status == "FINISHED" and logged.info.run_name == str(run)
 
     params = logged.data.params  # the whole config, nested keys joined by dots

@@ -185,9 +185,9 @@ def report(runs_root, out) -> None:
 @train.command("log-existing")
 @click.argument("runs_root", type=click.Path(exists=True, file_okay=False, path_type=Path), default=DEFAULT_RUNS)
 def log_existing(runs_root) -> None:
-    """Log every run folder below RUNS_ROOT (made before, or while MLflow was missing) to MLflow.
+    """Log the run folders below RUNS_ROOT, made before, to MLflow (safe to repeat).
 
-    Safe to repeat: a folder logged already continues its MLflow run. The store is
+    A folder logged already continues its MLflow run, adding what is new. The store is
     MLFLOW_TRACKING_URI, else ./mlruns; the experiment MLFLOW_EXPERIMENT_NAME, else dogtag.
     """
     from train.run_record import log_existing as log_runs
@@ -205,9 +205,10 @@ def log_existing(runs_root) -> None:
 @click.option("--run", "run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="The run folder the results belong to [default: the one the export recorded].")
 def attach(results, run_dir) -> None:
-    """Attach export or benchmark results (verification.json, bench.json or their folders) to their runs.
+    """Attach export or benchmark results to the run they came from.
 
-    `dogtag export` and `dogtag bench` attach theirs themselves; this is for results made before.
+    RESULTS are verification.json or bench.json files, or the folders holding them. `dogtag
+    export` and `dogtag bench` attach theirs themselves; this is for results made before.
     """
     from train.run_record import attach_results
 

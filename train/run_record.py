@@ -35,6 +35,7 @@ MLFLOW_LINK = "mlflow.json"
 ATTACHED = "attached.json"
 DEFAULT_STORE = Path("mlruns")
 DEFAULT_EXPERIMENT = "dogtag"
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")  # MLflow 3's name for training runs
 # Config keys that say where a run was trained, not what: tags (they change between sittings), not params.
 ENVIRONMENT_KEYS = ("commit", "tensorflow", "machine")
 # Folder files that are not part of the record (the lock, the link to MLflow itself).
@@ -457,7 +458,10 @@ def _run_to_continue(client, uri: str, run_dir: Path, params: dict, history: dic
 def _experiment_id(client) -> str:
     name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
     experiment = client.get_experiment_by_name(name)
-    return experiment.experiment_id if experiment else client.create_experiment(name)
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(name)
+    if experiment is None or EXPERIMENT_KIND[0] not in experiment.tags:
+        client.set_experiment_tag(experiment_id, *EXPERIMENT_KIND)  # the UI then opens on runs, not LLM traces
+    return experiment_id
 
 
 def run_params(config: dict) -> dict[str, str]:
