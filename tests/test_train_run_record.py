@@ -210,6 +210,7 @@ def test_log_existing_brings_the_runs_measured_before_into_mlflow_once(tmp_path,
         today = tmp_path / "runs" / "today"
         run_record.write_run(today, {"approach": "scratch", "params": {"size": 32}},
                              {"top1": 0.7, "top5": 1.0, "per_breed": per_breed(0.7, 0.6, 0.8), "most_confused": [],
+                              "wild": {"top1": 0.66, "dogs": 339, "top1_casual_snapshots": None},
                               "confusion": [[3, 1, 0], [1, 3, 0], [0, 0, 4]]}, {"loss": [1.0, 0.5], "accuracy": [0.5, 0.7]})
     assert not (today / run_record.MLFLOW_LINK).exists()
 
@@ -235,6 +236,8 @@ def test_log_existing_brings_the_runs_measured_before_into_mlflow_once(tmp_path,
     assert [v for _, v in curve(client, scratch_run.info.run_id, "val_loss")][:2] == [4.6, 4.2]
     assert logged[str(best)].data.params["search_trials"] == "10"
     assert logged[str(today)].data.metrics["f1/Japanese spaniel"] == 0.6
+    assert logged[str(today)].data.metrics["wild/top1"] == 0.66  # dogs-in-the-wild, where it was measured
+    assert "wild/top1_casual_snapshots" not in logged[str(today)].data.metrics  # None: not measured
     assert {a.path for a in client.list_artifacts(logged[str(today)].info.run_id)} >= {"confusion.png", "config.json"}
 
     copy = Path(client.get_run(old.info.run_id).info.artifact_uri.removeprefix("file://")) / "history.json"
@@ -263,7 +266,8 @@ def test_log_existing_names_a_broken_folder_and_still_logs_the_others(tmp_path, 
 def verification(run: Path, top1: float = 0.858) -> dict:
     return {"images": 12, "keras_top1": 0.862, "min_dog": 0.5, "run": str(run), "formats": {"tflite_int8": {
         "top1": top1, "agreement": 0.965, "file": "dogtag_tflite_int8.tflite", "size_bytes": 4364896,
-        "top1_change": round(top1 - 0.862, 4), "ms_per_image": 2.67, "meets_target": True}}}
+        "top1_change": round(top1 - 0.862, 4), "ms_per_image": 2.67, "meets_target": True}},
+        "wild": {"tflite_int8": {"wild": {"top1": 0.71, "dogs": 339}, "wild96": {"top1": 0.64, "dogs": 339}}}}
 
 
 def test_export_and_bench_results_attached_while_mlflow_was_missing_reach_it_later(tmp_path, client, monkeypatch):
@@ -296,6 +300,7 @@ def test_export_and_bench_results_attached_while_mlflow_was_missing_reach_it_lat
     scores = logged_run(client, run).data.metrics  # the export attached before MLflow came, and the benchmark
     assert scores["export/tflite_int8/top1"] == 0.858 and scores["export/tflite_int8/size_mb"] == 4.365
     assert scores["export/tflite_int8/meets_target"] == 1.0 and scores["export/keras_top1"] == 0.862
+    assert scores["export/tflite_int8/wild/top1"] == 0.71 and scores["export/tflite_int8/wild96/top1"] == 0.64
     assert scores["bench/keras/t2/tag_images_per_s"] == 50.0 and scores["bench/dogtag_tflite_int8/t2/top1"] == 0.8639
     assert scores["bench/dogtag_tflite_int8/t2/vs_keras/tag_speedup"] == 7.5
     assert not any("stray" in key or "top1_photos" in key for key in scores)
@@ -314,7 +319,7 @@ def test_the_export_command_attaches_its_verification_to_the_run(tmp_path, mini_
     run = make_tiny_run(tmp_path)
     (run / "metrics.json").write_text(json.dumps({"top1": 0.9, "top5": 1.0, "approach": "transfer tiny"}))
     result = CliRunner().invoke(main, ["export", str(run), "--out", str(tmp_path / "exported"), "--data",
-                                       str(mini_stanford), "--formats", "tflite_float32"])
+                                       str(mini_stanford), "--formats", "tflite_float32", "--wild", str(tmp_path)])
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "exported" / "verification.json").read_text())
     scores = logged_run(client, run).data.metrics

@@ -206,7 +206,8 @@ def attach_export(report: dict, out_dir: Path, run_dir: Path | None = None, log=
     """Attach an export's verification (verification.json) to the run it exported (its "run").
 
     Figures per format: size_mb, top1, top1_change, agreement, ms_per_image, meets_target (1 or 0),
-    and the Keras model's keras_top1. Returns the run folder, or None when it is not here (said so).
+    dogs-in-the-wild's wild/... and wild96/... where measured, and the Keras model's keras_top1.
+    Returns the run folder, or None when it is not here (said so).
     """
     run_dir = _existing_run(run_dir or report.get("run"), f"the export in {out_dir}", log)
     if run_dir is None:
@@ -217,6 +218,8 @@ def attach_export(report: dict, out_dir: Path, run_dir: Path | None = None, log=
             figures[f"{name}/size_mb"] = round(entry["size_bytes"] / 1e6, 3)
         for figure in ("top1", "top1_change", "agreement", "ms_per_image", "meets_target"):
             figures[f"{name}/{figure}"] = entry.get(figure)
+    for name, measured in (report.get("wild") or {}).items():  # dogs-in-the-wild through the edge app
+        figures |= {f"{name}/{key}": value for key, value in _flatten(measured, "/").items()}
     files = [Path(out_dir) / name for name in ("verification.json", "verification.md", "MODEL_CARD.md")]
     attach(run_dir, "export", str(out_dir), figures, [f for f in files if f.is_file()], log)
     return run_dir
