@@ -242,8 +242,10 @@ def test_log_existing_brings_the_runs_measured_before_into_mlflow_once(tmp_path,
 
     copy = Path(client.get_run(old.info.run_id).info.artifact_uri.removeprefix("file://")) / "history.json"
     copied_at = copy.stat().st_ctime_ns  # (a copy keeps the mtime of its source, not its ctime)
-    again = CliRunner().invoke(main, ["train", "log-existing", str(runs)])
+    # From the folder holding both the runs and the store: the store's copies of run folders are not runs.
+    again = CliRunner().invoke(main, ["train", "log-existing", str(tmp_path)])
     assert again.exit_code == 0 and again.output.count("(up to date)") == 5, again.output
+    assert "5 runs in" in again.output
     assert copy.stat().st_ctime_ns == copied_at  # unchanged files are not copied again
     assert len(client.search_runs([experiment.experiment_id])) == 5
     assert len(client.get_metric_history(old.info.run_id, "head_val_accuracy")) == 3
@@ -286,7 +288,7 @@ def test_export_and_bench_results_attached_while_mlflow_was_missing_reach_it_lat
     bench = tmp_path / "bench-results"
     bench.mkdir()
     (bench / "bench.json").write_text(json.dumps({"rows": [
-        {"model": "model.keras", "path": str(run / "model.keras"), "format": "keras", "threads": 2,
+        {"model": "model.keras", "path": os.path.relpath(run / "model.keras"), "format": "keras", "threads": 2,
          "size_mb": 16.0, "top1": 0.8655, "tag_images_per_s": 50.0, "top1_photos": 617},
         {"model": "dogtag_tflite_int8.tflite", "path": str(exported / "dogtag_tflite_int8.tflite"),
          "format": "tflite_int8", "threads": 2, "size_mb": 4.365, "top1": 0.8639, "tag_images_per_s": 375.0,
@@ -302,6 +304,9 @@ def test_export_and_bench_results_attached_while_mlflow_was_missing_reach_it_lat
     assert scores["export/tflite_int8/meets_target"] == 1.0 and scores["export/keras_top1"] == 0.862
     assert scores["export/tflite_int8/wild/top1"] == 0.71 and scores["export/tflite_int8/wild96/top1"] == 0.64
     assert scores["bench/keras/t2/tag_images_per_s"] == 50.0 and scores["bench/dogtag_tflite_int8/t2/top1"] == 0.8639
+    # The Keras row names the run by a relative path, the export by an absolute one: one entry all the same.
+    figures = json.loads((run / "attached.json").read_text())["bench"][str(bench)]["figures"]
+    assert figures["keras/t2/top1"] == 0.8655 and figures["dogtag_tflite_int8/t2/top1"] == 0.8639
     assert scores["bench/dogtag_tflite_int8/t2/vs_keras/tag_speedup"] == 7.5
     assert not any("stray" in key or "top1_photos" in key for key in scores)
     assert scores["top1"] == 0.8611  # the run's own record came along

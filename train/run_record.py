@@ -233,7 +233,7 @@ def attach_bench(report: dict, out_dir: Path, run_dir: Path | None = None, log=p
     "keras" or the file's stem (size_mb, top1, latency, photos/s, cold start, memory, vs_keras/...).
     With `run_dir`, every row is attached to that run.
     """
-    by_run: dict[Path, dict] = {}
+    by_run: dict[Path, tuple[Path, dict]] = {}  # one entry per folder, however its path was written
     orphans = set()
     for row in report.get("rows", []):
         owner = Path(run_dir) if run_dir else _run_of_model(Path(str(row.get("path", ""))))
@@ -242,7 +242,7 @@ def attach_bench(report: dict, out_dir: Path, run_dir: Path | None = None, log=p
             continue
         model = "keras" if row.get("format") == "keras" else Path(str(row.get("path") or row["model"])).stem
         prefix = f"{model}/t{row.get('threads')}"
-        figures = by_run.setdefault(owner, {})
+        figures = by_run.setdefault(owner.resolve(), (owner, {}))[1]
         for key, value in _flatten({k: v for k, v in row.items() if k not in ("threads", "top1_photos")},
                                    "/").items():
             if _is_number(value) and not isinstance(value, bool):
@@ -252,7 +252,7 @@ def attach_bench(report: dict, out_dir: Path, run_dir: Path | None = None, log=p
             "one): not attached")
     files = [Path(out_dir) / name for name in ("bench.json", "bench.md", "bench.png")]
     attached = []
-    for owner, figures in by_run.items():
+    for owner, figures in by_run.values():
         owner = _existing_run(owner, f"the benchmark in {out_dir}", log)
         if owner is not None:
             attach(owner, "bench", str(out_dir), figures, [f for f in files if f.is_file()], log)
@@ -304,8 +304,19 @@ def _existing_run(run_dir, what: str, log) -> Path | None:
 
 
 def find_runs(root: Path) -> list[Path]:
-    """Every run folder below `root` (or `root` itself): those that hold a metrics.json."""
-    return sorted(path.parent for path in Path(root).rglob("metrics.json"))
+    """Every run folder below `root` (or `root` itself): those that hold a metrics.json.
+
+    Hidden folders (.venv) and MLflow's own store (folders with a meta.yaml, whose artifacts are
+    copies of run folders) are not searched.
+    """
+    root = Path(root)
+
+    def in_store_or_hidden(folder: Path) -> bool:
+        parts = folder.relative_to(root).parts
+        return any(part.startswith(".") for part in parts) or any(
+            (root.joinpath(*parts[:i]) / "meta.yaml").is_file() for i in range(1, len(parts) + 1))
+
+    return sorted(path.parent for path in root.rglob("metrics.json") if not in_store_or_hidden(path.parent))
 
 
 # --- MLflow ----------------------------------------------------------------------------------------
