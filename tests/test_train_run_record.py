@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -324,7 +323,7 @@ def test_the_export_command_attaches_its_verification_to_the_run(tmp_path, mini_
     run = make_tiny_run(tmp_path)
     (run / "metrics.json").write_text(json.dumps({"top1": 0.9, "top5": 1.0, "approach": "transfer tiny"}))
     result = CliRunner().invoke(main, ["export", str(run), "--out", str(tmp_path / "exported"), "--data",
-                                       str(mini_stanford), "--formats", "tflite_float32", "--wild", str(tmp_path)])
+                                       str(mini_stanford), "--formats", "tflite_float32"])
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "exported" / "verification.json").read_text())
     scores = logged_run(client, run).data.metrics
@@ -332,21 +331,30 @@ def test_the_export_command_attaches_its_verification_to_the_run(tmp_path, mini_
     assert scores["export/tflite_float32/size_mb"] == round(report["formats"]["tflite_float32"]["size_bytes"] / 1e6, 3)
 
 
-def test_a_benchmark_of_the_bundled_models_is_attached_to_the_run_they_were_exported_from(
-        tmp_path, client, monkeypatch):
-    # The measured report of the bundled models, replayed: its rows name the Keras model of the run and
-    # the files in models/, whose verification.json names that same run.
+def test_the_bench_command_attaches_each_row_to_the_run_its_model_came_from(tmp_path, client, monkeypatch):
+    # A measured report replayed (run_benchmark is not run) onto model files laid out as the bundled
+    # ones are: NAME_FORMAT files beside verification_NAME.json, whose file names are the export's.
     measured = json.loads((REPO / "benchmarks" / "results" / "bench.json").read_text())
+    run = first_transfer_run(tmp_path / "runs" / "head")
+    models, formats = tmp_path / "models", {}
+    models.mkdir()
+    for row in measured["rows"]:
+        if row["format"] == "keras":
+            row["path"] = str(run / "model.keras")
+        else:
+            name = f"fast_{row['format']}{Path(row['path']).suffix}"
+            (models / name).write_bytes(b"model")
+            row["path"] = str(models / name)
+            formats[row["format"]] = {"file": f"dogtag_{row['format']}{Path(row['path']).suffix}", "top1": 0.86}
+    (models / "verification_fast.json").write_text(json.dumps({"run": str(run), "formats": formats}))
     monkeypatch.setattr("benchmarks.run.run_benchmark", lambda *args, **kwargs: measured)
-    monkeypatch.chdir(tmp_path)
-    shutil.copytree(REPO / "models", "models", ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    run = first_transfer_run(Path(json.loads(Path("models/verification.json").read_text())["run"]))
-    result = CliRunner().invoke(main, ["bench", "--models", "models", "--out", "out", "--threads", "1,2"])
+    result = CliRunner().invoke(main, ["bench", "--models", str(models), "--out", str(tmp_path / "out"),
+                                       "--threads", "1,2"])
     assert result.exit_code == 0, result.output
     scores = logged_run(client, run).data.metrics
-    assert len(measured["rows"]) >= 4
+    assert len(measured["rows"]) >= 4 and len(formats) >= 2
     for row in measured["rows"]:
         model = "keras" if row["format"] == "keras" else Path(row["path"]).stem
         for figure in ("tag_images_per_s", "latency_p50_ms", "size_mb", "top1"):
             assert scores[f"bench/{model}/t{row['threads']}/{figure}"] == row[figure], (model, figure)
-    assert os.path.isfile(run / "attached.json")
+    assert set(json.loads((run / "attached.json").read_text())["bench"]) == {str(tmp_path / "out")}

@@ -282,15 +282,21 @@ def attach_results(path: Path, run_dir: Path | None = None, log=print) -> list[P
 
 
 def _run_of_model(path: Path) -> Path | None:
-    """The run folder a model came from: the folder of a model.keras, else the one its export names."""
+    """The run folder a model came from: the folder of a model.keras, else the one its export names.
+
+    The export's verification.json beside the file names its run; bundled models keep theirs as
+    verification_NAME.json beside NAME_FORMAT files (models/), so the format names the entry there.
+    """
     if path.is_dir() and (path / "metrics.json").is_file():
         return path
     if path.suffix == ".keras" and (path.parent / "metrics.json").is_file():
         return path.parent
-    verification = path.parent / "verification.json"
-    if verification.is_file():
+    for verification in sorted(path.parent.glob("verification*.json")):
         report = _read_json(verification)
-        if any(entry.get("file") == path.name for entry in report.get("formats", {}).values()) and report.get("run"):
+        formats = report.get("formats", {})
+        name = verification.stem.removeprefix("verification").removeprefix("_")
+        if report.get("run") and (any(entry.get("file") == path.name for entry in formats.values())
+                                  or name and path.stem.removeprefix(f"{name}_") in formats):
             return Path(report["run"])
     return None
 
