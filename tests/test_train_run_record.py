@@ -335,26 +335,35 @@ def test_the_bench_command_attaches_each_row_to_the_run_its_model_came_from(tmp_
     # A measured report replayed (run_benchmark is not run) onto model files laid out as the bundled
     # ones are: NAME_FORMAT files beside verification_NAME.json, whose file names are the export's.
     measured = json.loads((REPO / "benchmarks" / "results" / "bench.json").read_text())
-    run = first_transfer_run(tmp_path / "runs" / "head")
-    models, formats = tmp_path / "models", {}
+    models, runs, owner = tmp_path / "models", {}, {}
     models.mkdir()
     for row in measured["rows"]:
-        if row["format"] == "keras":
-            row["path"] = str(run / "model.keras")
+        path = Path(row["path"])
+        name = "keras" if row["format"] == "keras" else path.stem.split("_")[0]  # e.g. accurate, fast
+        if name not in runs:
+            runs[name] = first_transfer_run(tmp_path / "runs" / (path.parent.name if name == "keras" else name))
+        if name == "keras":
+            row["path"] = str(runs[name] / "model.keras")
         else:
-            name = f"fast_{row['format']}{Path(row['path']).suffix}"
-            (models / name).write_bytes(b"model")
-            row["path"] = str(models / name)
-            formats[row["format"]] = {"file": f"dogtag_{row['format']}{Path(row['path']).suffix}", "top1": 0.86}
-    (models / "verification_fast.json").write_text(json.dumps({"run": str(run), "formats": formats}))
+            (models / path.name).write_bytes(b"model")
+            row["path"] = str(models / path.name)
+            verification = models / f"verification_{name}.json"
+            report = json.loads(verification.read_text()) if verification.exists() else {"run": str(runs[name])}
+            report.setdefault("formats", {})[row["format"]] = {"file": f"dogtag_{row['format']}{path.suffix}"}
+            verification.write_text(json.dumps(report))
+        owner[id(row)] = runs[name]
     monkeypatch.setattr("benchmarks.run.run_benchmark", lambda *args, **kwargs: measured)
     result = CliRunner().invoke(main, ["bench", "--models", str(models), "--out", str(tmp_path / "out"),
                                        "--threads", "1,2"])
     assert result.exit_code == 0, result.output
-    scores = logged_run(client, run).data.metrics
-    assert len(measured["rows"]) >= 4 and len(formats) >= 2
+    assert len(measured["rows"]) >= 4 and len(list(models.glob("verification_*.json"))) >= 1
     for row in measured["rows"]:
+        scores = logged_run(client, owner[id(row)]).data.metrics
         model = "keras" if row["format"] == "keras" else Path(row["path"]).stem
         for figure in ("tag_images_per_s", "latency_p50_ms", "size_mb", "top1"):
             assert scores[f"bench/{model}/t{row['threads']}/{figure}"] == row[figure], (model, figure)
-    assert set(json.loads((run / "attached.json").read_text())["bench"]) == {str(tmp_path / "out")}
+    for run in runs.values():  # each run has its own models' rows only
+        models_of_run = {key.split("/")[1] for key in logged_run(client, run).data.metrics if key.startswith("bench/")}
+        expected = {"keras" if r["format"] == "keras" else Path(r["path"]).stem
+                    for r in measured["rows"] if owner[id(r)] == run}
+        assert models_of_run == expected
