@@ -70,5 +70,9 @@ def review(folders, results, model, host, port, token, allow_host, intake, xmp, 
         click.echo("Only this computer can open it (use --host 0.0.0.0 for phones on the network); Ctrl-C stops it.")
     if not no_browser:
         threading.Timer(0.5, webbrowser.open, args=(server.url,)).start()
-    server.serve()
+    try:
+        server.serve()
+    except KeyboardInterrupt:  # uvicorn stops on Ctrl-C, then passes the signal on
+        pass
+    click.echo("Stopped. Every correction was saved as it was made.")
 
