@@ -316,9 +316,10 @@ def apply_reviews(data: bytes, fmt: str, reviews: dict[str, Review]) -> bytes:
         if older:
             lines[0] = header("csv").rstrip("\n").encode("utf-8")
         start = 1
+    needles = [_needle(key) for key in reviews]
     for number in range(start, len(lines)):
         raw = lines[number]
-        if not raw or (not older and not any(_mentions(raw, key) for key in reviews)):
+        if not raw or (not older and not any(needle in raw for needle in needles)):
             continue
         try:
             row = parse_row(raw.decode("utf-8"), fmt)
@@ -370,11 +371,10 @@ def damaged_rows(path: Path, fmt: str) -> list[str]:
     return messages
 
 
-def _mentions(raw: bytes, key: str) -> bool:
-    """Whether a line may be the row of `key`: a cheap test before parsing it.
+def _needle(key: str) -> bytes:
+    """Bytes that the line of `key`'s row holds verbatim: a cheap test before parsing a line.
 
-    The start of the file name up to its first character that CSV or JSON might quote or escape
-    appears verbatim in the row.
+    The start of the file name, up to its first character that CSV or JSON might quote or escape.
     """
     name = os.path.basename(key)
     plain = len(name)
@@ -382,7 +382,7 @@ def _mentions(raw: bytes, key: str) -> bool:
         if not (char.isalnum() or char in " -_.()"):
             plain = position
             break
-    return name[:plain].encode("utf-8") in raw
+    return name[:plain].encode("utf-8")
 
 
 def _sort_key(row: Row) -> tuple:

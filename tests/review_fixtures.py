@@ -47,7 +47,6 @@ def draw_dog(path: Path, seed: int, size: tuple[int, int] = (320, 240)) -> Path:
     sky = np.linspace([150, 195, 235], [220, 235, 250], height // 2).astype(np.uint8)
     grass = np.linspace([110, 170, 80], [70, 130, 50], height - height // 2).astype(np.uint8)
     pixels[:, :] = np.concatenate([sky, grass])[:, None, :]
-    pixels = np.clip(pixels + rng.integers(-8, 8, pixels.shape), 0, 255).astype(np.uint8)
     image = Image.fromarray(pixels)
     draw = ImageDraw.Draw(image)
     fur = FUR[seed % len(FUR)]
