@@ -6,6 +6,7 @@ without the `review` extra the command says how to add it.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import webbrowser
 
@@ -70,9 +71,7 @@ def review(folders, results, model, host, port, token, allow_host, intake, xmp, 
         click.echo("Only this computer can open it (use --host 0.0.0.0 for phones on the network); Ctrl-C stops it.")
     if not no_browser:
         threading.Timer(0.5, webbrowser.open, args=(server.url,)).start()
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn stops on Ctrl-C, then passes the signal on
         server.serve()
-    except KeyboardInterrupt:  # uvicorn stops on Ctrl-C, then passes the signal on
-        pass
     click.echo("Stopped. Every correction was saved as it was made.")
 

@@ -7,6 +7,9 @@ statuses, so what the page must show first is known. The bundled model's labels 
 
 from __future__ import annotations
 
+import csv
+import io
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -83,3 +86,20 @@ def make_shelter_folder(folder: Path, fmt: str = "csv") -> Path:
     results = default_results_path(folder, fmt)
     write_results(results, fmt, rows)
     return results
+
+
+def results_rows(path: Path) -> dict[str, dict[str, str]]:
+    """The rows of a CSV results file by path, as a spreadsheet reads them."""
+    text = path.read_text(encoding="utf-8-sig")
+    return {row["path"]: row for row in csv.DictReader(io.StringIO(text))}
+
+
+def raw_get(port: int, path: str) -> tuple[int, bytes]:
+    """A GET to 127.0.0.1:port with the path exactly as given (browsers and HTTP libraries resolve `..`)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := connection.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body

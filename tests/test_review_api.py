@@ -4,7 +4,6 @@ every way a request could reach what it must not."""
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import os
@@ -25,7 +24,7 @@ from edge_app.xmp import read_keywords  # noqa: E402
 from review.library import NotFound  # noqa: E402
 from review.server import Options, ReviewServer, SetupError  # noqa: E402
 from tests.edge_fixtures import fingerprints  # noqa: E402
-from tests.review_fixtures import DELETED, SHELTER_ROWS, draw_dog, make_shelter_folder  # noqa: E402
+from tests.review_fixtures import DELETED, SHELTER_ROWS, draw_dog, make_shelter_folder, results_rows  # noqa: E402
 
 RESULTS, REVIEWS = "dogtag-results.csv", "dogtag-results.reviews.jsonl"
 
@@ -58,11 +57,6 @@ def servers(tmp_path):
 @pytest.fixture
 def client(servers, shelter) -> TestClient:
     return servers(shelter)
-
-
-def results_rows(path: Path) -> dict[str, dict[str, str]]:
-    text = path.read_text(encoding="utf-8-sig")
-    return {row["path"]: row for row in csv.DictReader(io.StringIO(text))}
 
 
 def review(client, path, breed, who="Ana", source=0):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
@@ -31,8 +30,7 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from edge_app.xmp import read_keywords  # noqa: E402
 from review.server import Options, ReviewServer  # noqa: E402
-from tests.review_fixtures import DELETED, draw_dog, make_shelter_folder  # noqa: E402
-from tests.test_review_api import results_rows  # noqa: E402
+from tests.review_fixtures import DELETED, draw_dog, make_shelter_folder, raw_get, results_rows  # noqa: E402
 
 # Without these, headless Chromium on a machine with no network waits on connections it never gets.
 CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -137,17 +135,6 @@ def test_a_photo_added_from_the_browser_is_tagged_and_shown_and_no_path_leaves_t
     assert "bank details" not in browser.page_source and "Not Found" in browser.page_source
     status, body = raw_get(server.port, "/api/original/0/../../secret.txt")  # sent as is, no client tidying
     assert status == 404 and b"bank details" not in body
-
-
-def raw_get(port: int, path: str) -> tuple[int, bytes]:
-    """A GET with the path exactly as given (browsers and HTTP libraries resolve `..` first)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
-        connection.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        while chunk := connection.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body
 
 
 def save_screenshot(driver, tmp_path: Path, suffix: str = "") -> Path:

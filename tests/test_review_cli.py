@@ -18,8 +18,7 @@ from click.testing import CliRunner
 pytest.importorskip("fastapi", reason="the review page needs the review extra: pip install -e '.[review]'")
 
 from dogtag.cli import main  # noqa: E402
-from tests.review_fixtures import make_shelter_folder  # noqa: E402
-from tests.test_review_browser import raw_get  # noqa: E402
+from tests.review_fixtures import make_shelter_folder, raw_get  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
