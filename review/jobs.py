@@ -88,7 +88,7 @@ class Tagger:
                 raise
             self.progress = Progress(state="done", folder=str(intake), done=len(photos), total=len(photos),
                                      seconds=time.monotonic() - started)
-        self.library.refresh()
+        self.library.refresh(now=True)
         return source, [printable_path(os.path.relpath(photo, source.base)) for photo in photos]
 
     def classifier(self) -> Classifier:
@@ -107,7 +107,7 @@ class Tagger:
                     self.progress = Progress(state="failed", folder=", ".join(source.folders), message=str(error))
                     return
             self.progress = replace(self.progress, state="done", seconds=time.monotonic() - started)
-        self.library.refresh()
+        self.library.refresh(now=True)
 
     def _tag(self, folders: list[str], results: Path, fmt: str) -> None:
         def progress(done: int, total: int) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +54,7 @@ from review.security import inside
 # The page lists `unsure` first, then confident tags from the least sure, then the rest.
 STATUS_ORDER = {"unsure": 0, "dog": 1, "not_a_dog": 2, "error": 3}
 FILTERS = ("all", "unsure", "dog", "not_a_dog", "error", "reviewed", "unreviewed")
+RELOAD_SECONDS = 2.0  # a results file that keeps changing (a tagging run) is read again at most this often
 
 
 class NotFound(Exception):
@@ -78,6 +80,7 @@ class Source:
     problems: list[str] = field(default_factory=list)
     unwritten: set[str] = field(default_factory=set)  # reviews the results file does not show yet
     stamp: tuple = ()
+    loaded_at: float = 0.0  # time.monotonic() of the last full read
 
     @property
     def reviews_file(self) -> Path:
@@ -123,12 +126,17 @@ class Library:
         """Sources whose results file does not exist yet: the page tags them first."""
         return [source for source in self.sources if not source.results.exists()]
 
-    def refresh(self) -> None:
-        """Reload every source whose results or reviews file changed on disk since it was read."""
+    def refresh(self, now: bool = False) -> None:
+        """Reload every source whose results or reviews file changed on disk since it was read.
+
+        While `dogtag tag` appends to a results file, it is read again at most every
+        RELOAD_SECONDS (each thumbnail asks), unless `now`.
+        """
         with self.lock:
             for source in self.sources:
                 stamp = _stamp(source)
-                if not source.stamp or source.stamp[0] != stamp[0]:
+                due = now or time.monotonic() - source.loaded_at >= RELOAD_SECONDS
+                if not source.stamp or (source.stamp[0] != stamp[0] and due):
                     self._load(source)
                     self._order = None
                 elif source.stamp[1] != stamp[1]:
@@ -245,6 +253,7 @@ class Library:
                 for path in find_photos(folder):
                     source.files.setdefault(printable_path(os.path.relpath(path, source.base)), path)
         source.stamp = stamp
+        source.loaded_at = time.monotonic()
 
     def _load_reviews(self, source: Source) -> None:
         """Read the reviews file afresh (another tab or server may have added to it) into the rows."""
