@@ -278,7 +278,8 @@ class Library:
             source.stamp = (source.stamp[0], stamp)
 
     def _write_results(self, source: Source) -> str:
-        """Show the saved reviews in the results file; '' when done, else why it has to wait."""
+        """Show the saved reviews in the results file; '' when done or when a tagging run holds the file
+        (tried again at the next refresh), else why it could not."""
         try:
             with exclusive_access(source.results):
                 unchanged = bool(source.stamp) and _file_stamp(source.results) == source.stamp[0]
@@ -288,6 +289,8 @@ class Library:
         except FileNotFoundError:
             return f"{source.results}: the results file is gone; the review is kept in {source.reviews_file.name}"
         except (ResultsFileError, OSError) as error:
+            if isinstance(error.__cause__, BlockingIOError):
+                return ""  # a tagging run holds it: it copies the reviews in, and the next refresh retries
             return (f"saved in {source.reviews_file.name}; the results file shows it once it can be written "
                     f"({error})")
         source.unwritten.clear()

@@ -17,7 +17,7 @@ pytest.importorskip("fastapi", reason="the review page needs the review extra: p
 from fastapi.testclient import TestClient  # noqa: E402
 
 from edge_app.classifier import Classifier  # noqa: E402
-from edge_app.results import FIELDS_BEFORE_REVIEWS, Row, read_results, write_results  # noqa: E402
+from edge_app.results import FIELDS_BEFORE_REVIEWS, Row, exclusive_access, read_results, write_results  # noqa: E402
 from edge_app.reviews import read_review_log, reviews_path  # noqa: E402
 from edge_app.tagging import tag_folders  # noqa: E402
 from edge_app.xmp import read_keywords  # noqa: E402
@@ -221,6 +221,18 @@ def test_two_browser_tabs_saving_at_the_same_time_lose_nothing(servers, shelter)
     tabs[0].get("/api/photos")  # a later request finishes any results update that had to wait
     rows = results_rows(shelter / RESULTS)
     assert {path: rows[path]["reviewed_breed"] for path in names} == {path: f"checked {path}" for path in names}
+
+
+def test_a_correction_made_while_dogtag_tag_runs_is_kept_and_reaches_the_results_file_after(client, shelter):
+    with exclusive_access(shelter / RESULTS):  # what a `dogtag tag` run holds while it writes
+        answer = review(client, "bella.jpg", "kuvasz")
+        assert answer["warnings"] == [] and answer["item"]["reviewed_breed"] == "kuvasz"
+        assert results_rows(shelter / RESULTS)["bella.jpg"]["reviewed_breed"] == ""
+        assert [r.reviewed_breed for r in read_review_log(shelter / REVIEWS)[0]] == ["kuvasz"]
+
+    client.get("/api/photos")
+
+    assert results_rows(shelter / RESULTS)["bella.jpg"]["reviewed_breed"] == "kuvasz"
 
 
 def test_a_torn_last_review_line_is_skipped_and_the_next_review_is_whole(client, shelter):
