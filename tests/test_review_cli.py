@@ -108,3 +108,13 @@ def test_dogtag_help_lists_the_review_command():
     result = CliRunner().invoke(main, ["--help"])
 
     assert result.exit_code == 0 and "review" in result.output and "correct the tags" in result.output
+
+
+def test_the_review_page_imports_nothing_from_tensorflow():
+    code = ("import sys, review.app, review.server, review.cli, benchmarks.review; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'train', 'export')))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
