@@ -82,7 +82,9 @@ class ReviewServer:
         self.socket = _bind(options.host, options.port)
         self.port = self.socket.getsockname()[1]
         self.host = options.host
-        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", access_log=False))
+        # log_config=None: uvicorn's own dictConfig would close every logging handler of the process
+        # (pytest's among them); its warnings still reach stderr through Python's last-resort handler.
+        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", access_log=False, log_config=None))
         self._thread: threading.Thread | None = None
 
     @property
