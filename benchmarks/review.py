@@ -31,9 +31,9 @@ import numpy as np
 from PIL import Image
 
 from benchmarks.machine import busy_warning, describe_machine, load_average, usable_cores
-from edge_app.classifier import default_model_path
+from edge_app.classifier import resolve_model
 from edge_app.model_file import read_model_info
-from edge_app.results import Row, write_results
+from edge_app.results import Row, format_mtime, write_results
 
 SMALL_SIZE = (320, 240)
 LARGE_SIZE = (4000, 3000)
@@ -92,10 +92,10 @@ def write_made_up_results(folder: Path, photos: list[Path], labels: tuple[str, .
         top_k = ((labels[picks[0]], first), (labels[picks[1]], (1 - first) * 0.6), (labels[picks[2]], (1 - first) * 0.3))
         info = path.stat()
         rows.append(Row(
-            path=str(path.relative_to(folder)), status=status, breed="" if status == "error" else top_k[0][0],
+            path=str(path.relative_to(folder)), status=status, breed="" if status in ("error", "not_a_dog") else top_k[0][0],
             confidence=None if status == "error" else first, top_k=() if status == "error" else top_k,
             dog_probability=None if status == "error" else 0.99, error="damaged image; skipped" if status == "error" else "",
-            size=info.st_size, mtime=f"{info.st_mtime_ns // 10**9}.{info.st_mtime_ns % 10**9:09d}", model_version="bench",
+            size=info.st_size, mtime=format_mtime(info.st_mtime_ns), model_version="bench",
         ))
     results = folder / "dogtag-results.csv"
     write_results(results, "csv", rows)
@@ -176,14 +176,14 @@ def correction_round_trips(client, paths: list[str], results: Path) -> dict:
     return percentiles(times)
 
 
-def run(count: int, large_count: int, corrections: int, thumbnails: int, browser: bool) -> dict:
+def run(count: int, large_count: int, corrections: int, thumbnails: int, browser: bool, model: str | None = None) -> dict:
     """Every figure, on a scratch folder that is removed afterwards."""
     import httpx
 
     from review.server import Options, ReviewServer
 
     load_before = load_average()
-    labels = read_model_info(default_model_path()).labels
+    labels = read_model_info(resolve_model(model)).labels
     record: dict = {"photos": count, "machine": describe_machine()}
     with tempfile.TemporaryDirectory(prefix="dogtag-review-bench-") as scratch:
         root = Path(scratch)
@@ -192,7 +192,8 @@ def run(count: int, large_count: int, corrections: int, thumbnails: int, browser
         large = make_photos(root / "large", large_count, LARGE_SIZE, seed=1)
         results = write_made_up_results(root / "shelter", photos, labels)
         record["setup_s"] = time.perf_counter() - started
-        server = ReviewServer(Options(folders=[str(root / "shelter")], port=0, cache=str(root / "cache"))).start_in_thread()
+        options = Options(folders=[str(root / "shelter")], port=0, cache=str(root / "cache"), model=model)
+        server = ReviewServer(options).start_in_thread()
         try:
             client = httpx.Client(base_url=server.url, timeout=120)
             started = time.perf_counter()
@@ -257,11 +258,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--thumbnails", type=int, default=300, help="small photos per thumbnail figure (default 300)")
     parser.add_argument("--corrections", type=int, default=50, help="corrections timed (default 50)")
     parser.add_argument("--no-browser", action="store_true", help="skip the Chromium figures")
+    parser.add_argument("--model", default=None, help="accurate, fast or a file: whose labels the rows use (default: accurate)")
     parser.add_argument("--out", type=Path, default=Path("bench-results/review.json"), help="the JSON record")
     args = parser.parse_args(argv)
     if args.photos < 2 * args.thumbnails or args.photos < args.corrections:
         parser.error("--photos must be at least twice --thumbnails and at least --corrections")
-    record = run(args.photos, args.large_photos, args.corrections, args.thumbnails, not args.no_browser)
+    record = run(args.photos, args.large_photos, args.corrections, args.thumbnails, not args.no_browser, args.model)
     print(report(record))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")

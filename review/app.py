@@ -243,7 +243,8 @@ def create_app(library: Library, tagger: Tagger, settings: Settings, classifier:
                 except PhotoError as error:
                     raise HTTPException(422, f"{name}: {error}") from error
                 prediction = model.predict_pixels(pixels[None])[0]
-        row = Row(path=name, status=prediction.status, breed=prediction.breed, confidence=prediction.confidence,
+        breed = "" if prediction.status == "not_a_dog" else prediction.breed  # as `dogtag tag` writes it
+        row = Row(path=name, status=prediction.status, breed=breed, confidence=prediction.confidence,
                   top_k=prediction.top_k, dog_probability=prediction.dog_probability,
                   model_version=model.info.model_version)
         return json.loads(format_row(row, "jsonl"))

@@ -48,7 +48,7 @@ from edge_app.reviews import (
     with_review,
 )
 from edge_app.walk import find_photos, printable_path
-from edge_app.xmp import XmpError, set_breed_keyword, sidecar_path
+from edge_app.xmp import XmpError, photos_sharing_a_name, set_breed_keyword, sidecar_path
 from review.security import inside
 
 # The page lists `unsure` first, then confident tags from the least sure, then the rest.
@@ -76,6 +76,7 @@ class Source:
     folders: list[str]
     rows: dict[str, Row] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)  # row path -> the photo file found on disk
+    shared_names: set[str] = field(default_factory=set)  # files whose sidecar is rex.jpg.xmp, not rex.xmp
     reviews: dict[str, Review] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     unwritten: set[str] = field(default_factory=set)  # reviews the results file does not show yet
@@ -252,6 +253,7 @@ class Library:
             if os.path.isdir(folder):
                 for path in find_photos(folder):
                     source.files.setdefault(printable_path(os.path.relpath(path, source.base)), path)
+        source.shared_names = photos_sharing_a_name(source.files.values())
         source.stamp = stamp
         source.loaded_at = time.monotonic()
 
@@ -303,13 +305,14 @@ class Library:
         path = source.files.get(key)
         if path is None:
             return ""
-        sidecar = sidecar_path(path)
+        shared = path in source.shared_names
+        sidecar = sidecar_path(path, shared)
         if not (self.xmp or sidecar.exists()):
             return ""
         if not any(inside(folder, sidecar.parent) for folder in source.folders):
             return f"{sidecar.name}: its folder lies outside the reviewed folders; the sidecar was not written"
         try:
-            set_breed_keyword(path, sidecar_breed(source.rows[key]))
+            set_breed_keyword(path, sidecar_breed(source.rows[key]), shared)
         except XmpError as error:
             return str(error)
         return ""

@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_app.classifier import Classifier, default_model_path
+from edge_app.classifier import Classifier, resolve_model
 from edge_app.images import DEFAULT_MAX_PIXELS
 from edge_app.model_file import read_model_info
 from review.jobs import Tagger
@@ -65,7 +65,7 @@ class ReviewServer:
             if inside(folder, cache) and not _hidden_below(folder, cache):
                 raise SetupError(f"{cache}: the thumbnail cache must not be inside the photo folder {folder}; "
                                  "choose another with --cache")
-        model = options.model or default_model_path()
+        model = resolve_model(options.model)  # accurate (the default), fast, or a file
         labels = read_model_info(model).labels
         self.library = Library(folders, options.results, labels=labels, xmp=options.xmp)
         self.tagger = Tagger(

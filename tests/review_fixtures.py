@@ -15,11 +15,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from edge_app.classifier import default_model_path
+from edge_app.classifier import resolve_model
 from edge_app.model_file import read_model_info
-from edge_app.results import Row, default_results_path, write_results
+from edge_app.results import Row, default_results_path, format_mtime, write_results
 
 MODEL_VERSION = "test-model-1"
+# The bundled model the review tests tag with (the small one: the tests need a real model, not the best).
+MODEL = "fast"
 
 # relative path -> (status, top breeds with probabilities, dog probability, error)
 SHELTER_ROWS = {
@@ -39,7 +41,7 @@ FUR = [(139, 90, 43), (222, 184, 135), (60, 60, 60), (245, 245, 240), (205, 133,
 
 def labels() -> tuple[str, ...]:
     """The bundled model's 120 breed names."""
-    return read_model_info(default_model_path()).labels
+    return read_model_info(resolve_model(MODEL)).labels
 
 
 def draw_dog(path: Path, seed: int, size: tuple[int, int] = (320, 240)) -> Path:
@@ -80,8 +82,9 @@ def make_shelter_folder(folder: Path, fmt: str = "csv") -> Path:
             draw_dog(folder / name, seed)
         size = (folder / name).stat().st_size if name != DELETED else 1234
         rows.append(Row(
-            path=name, status=status, breed=top_k[0][0], confidence=top_k[0][1], top_k=tuple(top_k),
-            dog_probability=dog, error=error, size=size, mtime="1700000000.000000000", model_version=MODEL_VERSION,
+            path=name, status=status, breed="" if status == "not_a_dog" else top_k[0][0], confidence=top_k[0][1],
+            top_k=tuple(top_k), dog_probability=dog, error=error, size=size, mtime=format_mtime(1_700_000_000 * 10**9),
+            model_version=MODEL_VERSION,
         ))
     results = default_results_path(folder, fmt)
     write_results(results, fmt, rows)

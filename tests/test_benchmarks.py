@@ -170,7 +170,7 @@ def test_the_review_page_benchmark_prints_its_figures(tmp_path, capsys):
     from benchmarks.review import main as review_benchmark
 
     review_benchmark(["--photos", "30", "--thumbnails", "10", "--corrections", "5", "--large-photos", "0",
-                      "--no-browser", "--out", str(tmp_path / "review.json")])
+                      "--no-browser", "--model", "fast", "--out", str(tmp_path / "review.json")])
 
     printed = capsys.readouterr().out
     assert "Review page with 30 tagged photos" in printed and "first paint in Chromium: skipped" in printed

@@ -14,7 +14,7 @@ def test_a_results_file_from_before_reviews_is_resumed_and_gets_the_review_colum
     folder = tmp_path / "photos"
     for seed in range(3):
         draw_dog(folder / f"dog{seed}.jpg", seed)
-    classifier = Classifier(num_threads=1)
+    classifier = Classifier("fast", num_threads=1)
     tag_folders([folder], classifier)
     results = folder / "dogtag-results.csv"
     rows, _ = read_results(results, "csv")
@@ -58,5 +58,5 @@ def test_a_corrected_sidecar_carries_only_the_reviewed_breed_and_keeps_every_oth
     assert read_keywords(sidecar) == (["adopted", "basset"], ["Dogs|basset"])
     set_breed_keyword(photo, None)  # not a dog after all
     assert read_keywords(sidecar) == (["adopted"], [])
-    assert set_breed_keyword(tmp_path / "nothing.jpg", None) is None
+    assert set_breed_keyword(tmp_path / "nothing.jpg", None) is False
     assert not (tmp_path / "nothing.xmp").exists(), "no sidecar is made just to say 'no breed'"

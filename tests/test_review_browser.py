@@ -30,7 +30,7 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from edge_app.xmp import read_keywords  # noqa: E402
 from review.server import Options, ReviewServer  # noqa: E402
-from tests.review_fixtures import DELETED, draw_dog, make_shelter_folder, raw_get, results_rows  # noqa: E402
+from tests.review_fixtures import DELETED, MODEL, draw_dog, make_shelter_folder, raw_get, results_rows  # noqa: E402
 
 # Without these, headless Chromium on a machine with no network waits on connections it never gets.
 CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -54,7 +54,7 @@ def browser(tmp_path):
 def shelter_page(tmp_path):
     folder = tmp_path / "shelter"
     make_shelter_folder(folder)
-    server = ReviewServer(Options(folders=[str(folder)], port=0, cache=str(tmp_path / "cache"), xmp=True))
+    server = ReviewServer(Options(folders=[str(folder)], port=0, cache=str(tmp_path / "cache"), xmp=True, model=MODEL))
     server.start_in_thread()
     yield folder, server
     server.stop()

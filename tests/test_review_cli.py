@@ -18,7 +18,7 @@ from click.testing import CliRunner
 pytest.importorskip("fastapi", reason="the review page needs the review extra: pip install -e '.[review]'")
 
 from dogtag.cli import main  # noqa: E402
-from tests.review_fixtures import make_shelter_folder, raw_get  # noqa: E402
+from tests.review_fixtures import MODEL, make_shelter_folder, raw_get  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,7 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 def start_review(*args: str) -> tuple[subprocess.Popen, str]:
     """`dogtag review ARGS --no-browser --port 0` in a new process; returns it and the address it printed."""
     process = subprocess.Popen(
-        [sys.executable, "-c", "from dogtag.cli import main; main()", "review", *args, "--no-browser", "--port", "0"],
+        [sys.executable, "-c", "from dogtag.cli import main; main()", "review", *args, "--no-browser", "--port", "0",
+         "--model", MODEL],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
@@ -96,10 +97,11 @@ def test_it_cannot_start_on_a_port_in_use_or_with_its_cache_in_the_photos(tmp_pa
     make_shelter_folder(folder)
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
-        busy = CliRunner().invoke(main, ["review", str(folder), "--no-browser", "--port", str(port),
+        busy = CliRunner().invoke(main, ["review", str(folder), "--no-browser", "--port", str(port), "--model", MODEL,
                                          "--cache", str(tmp_path / "cache")])
     assert busy.exit_code == 3 and f"cannot listen on 127.0.0.1:{port}" in busy.output and "--port" in busy.output
-    inside = CliRunner().invoke(main, ["review", str(folder), "--no-browser", "--cache", str(folder / "thumbs")])
+    inside = CliRunner().invoke(main, ["review", str(folder), "--no-browser", "--model", MODEL,
+                                       "--cache", str(folder / "thumbs")])
     assert inside.exit_code == 3 and "must not be inside the photo folder" in inside.output
     assert not (folder / "thumbs").exists()
 

@@ -110,7 +110,8 @@ function fillInfo(info, item) {
       breed.append(was);
     }
   } else {
-    breed.textContent = item.status === "error" ? "cannot read" : (item.breed || "");
+    breed.textContent = item.status === "error" ? "cannot read" :
+      item.status === "not_a_dog" && !item.breed ? "no dog seen" : (item.breed || "");
   }
   breed.title = breed.textContent;
   const top = document.createElement("ol");
@@ -278,8 +279,10 @@ function showViewer() {
   $(".path", viewer).textContent = item.path;
   const dog = item.dog_probability === null || item.dog_probability === undefined ? "" :
     ` \u00b7 dog ${percent(item.dog_probability)}`;
+  const guess = (item.top_k || [])[0];
   $(".model", viewer).textContent = item.status === "error" ? `Error: ${item.error}` :
-    `Model: ${item.status.replace(/_/g, " ")}, ${item.breed} ${percent(item.confidence)}${dog}`;
+    item.status === "not_a_dog" ? `Model: not a dog${dog}${guess ? `; best guess ${guess.breed} ${percent(guess.probability)}` : ""}` :
+    `Model: ${item.status}, ${item.breed} ${percent(item.confidence)}${dog}`;
   const choices = $(".choices", viewer);
   choices.replaceChildren();
   (item.top_k || []).forEach((choice, rank) => {
