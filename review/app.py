@@ -36,8 +36,9 @@ from starlette.datastructures import UploadFile
 from dogtag import __version__
 from edge_app.classifier import Classifier
 from edge_app.images import DEFAULT_MAX_PIXELS, PhotoError, load_photo
-from edge_app.results import Row, format_row
+from edge_app.results import ResultsFileError, Row, format_row
 from edge_app.reviews import MIXED_BREED, NOT_A_DOG, ReviewsFileError
+from edge_app.tagging import TaggingError
 from review.jobs import Tagger
 from review.library import FILTERS, Forbidden, Library, NotFound
 from review.security import TOKEN_COOKIE, host_allowed, same_origin, token_matches
@@ -214,7 +215,11 @@ def create_app(library: Library, tagger: Tagger, settings: Settings, classifier:
                 errors.append(str(error))
         if not kept:
             return JSONResponse({"detail": "; ".join(errors), "errors": errors, "items": []}, status_code=422)
-        source, keys = tagger.tag_uploads(settings.intake, kept)
+        try:
+            source, keys = tagger.tag_uploads(settings.intake, kept)
+        except (TaggingError, ResultsFileError) as error:
+            errors.append(f"kept in {settings.intake}, but not tagged yet ({error}); `dogtag tag` tags them")
+            return JSONResponse({"items": [], "errors": errors})
         with library.lock:
             items = [library.item(source, key) for key in keys if key in source.rows]
         return JSONResponse({"items": items, "errors": errors})

@@ -52,6 +52,13 @@ def keep_upload(data: bytes, client_name: str | None, intake: Path, max_pixels: 
         raise UploadError(f"{shown}: larger than {MAX_UPLOAD_BYTES // 2**20} MB; not kept")
     if not data:
         raise UploadError(f"{shown}: empty file; not kept")
+    try:
+        return _keep(data, client_name, shown, intake, max_pixels)
+    except OSError as error:  # a full disk, a read-only folder
+        raise UploadError(f"{shown}: cannot be saved in {intake} ({error.strerror or error}); not kept") from error
+
+
+def _keep(data: bytes, client_name: str | None, shown: str, intake: Path, max_pixels: int) -> Path:
     intake.mkdir(parents=True, exist_ok=True)
     suffix = os.path.splitext(client_name or "")[1].lower()
     hidden = f".upload-{secrets.token_hex(8)}{suffix if suffix in PHOTO_SUFFIXES else '.partial'}"
