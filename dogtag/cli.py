@@ -21,6 +21,7 @@ STAGE_COMMANDS = {
     "train": ("train.cli", "train", "Train and evaluate breed classifiers on Stanford Dogs."),
     "export": ("export.cli", "export", "Export a trained Keras model to TFLite and ONNX, and verify it."),
     "bench": ("benchmarks.cli", "bench", "Measure size, accuracy, speed and memory of every model format."),
+    "review": ("review.cli", "review", "Open a web page to check and correct the tags, and to add photos."),
 }
 # The optional packages a command may need, and the extra that installs them (setup.cfg); a command
 # missing one ends with how to install it, not a traceback.

@@ -11,9 +11,11 @@ Crash safety, by design:
 
 Columns: path (relative to the tagged folder), status (dog, unsure, not_a_dog, error), breed
 (empty for not_a_dog and error rows), confidence (the best breed's probability), top_k ("Beagle=0.9120;
-Basset=0.0510", alternatives below 0.1% left out; a list in JSON Lines), dog_probability, error, and what
+Basset=0.0510", alternatives below 0.1% left out; a list in JSON Lines), dog_probability, error, what
 resuming compares: size, mtime (the photo's modification time, local ISO 8601 to the nanosecond,
-"2025-03-02T14:03:11.123456789+01:00"; a string in JSON Lines too) and model_version.
+"2025-03-02T14:03:11.123456789+01:00"; a string in JSON Lines too) and model_version; and what a person
+said on the review page (`dogtag review`): reviewed_breed, reviewed_by, reviewed_at. Those three are
+copied from the reviews file beside the results file (see `reviews.py`), which is their source of truth.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -33,7 +35,10 @@ RESULTS_STEM = "dogtag-results"
 FORMATS = ("csv", "jsonl")
 FIELDS = (
     "path", "status", "breed", "confidence", "top_k", "dog_probability", "error", "size", "mtime", "model_version",
+    "reviewed_breed", "reviewed_by", "reviewed_at",
 )
+# The columns before reviews existed: such a CSV file is still read, and rewritten with every column.
+FIELDS_BEFORE_REVIEWS = FIELDS[:10]
 # A byte-order mark lets Excel open the CSV as UTF-8 (file names with accents stay readable).
 _BOM = "\ufeff"
 
@@ -56,6 +61,9 @@ class Row:
     size: int | None = None
     mtime: str = ""
     model_version: str = ""
+    reviewed_breed: str = ""  # what a person said the photo shows; "" when nobody reviewed it
+    reviewed_by: str = ""
+    reviewed_at: str = ""
     line: str = field(default="", compare=False, repr=False)  # the text read back, kept verbatim on rewrite
 
 
@@ -120,6 +128,9 @@ def format_row(row: Row, fmt: str) -> str:
             "size": row.size,
             "mtime": row.mtime or None,
             "model_version": row.model_version,
+            "reviewed_breed": row.reviewed_breed or None,
+            "reviewed_by": row.reviewed_by or None,
+            "reviewed_at": row.reviewed_at or None,
         }
         return json.dumps(document, ensure_ascii=False) + "\n"
     values = [
@@ -133,6 +144,9 @@ def format_row(row: Row, fmt: str) -> str:
         "" if row.size is None else str(row.size),
         row.mtime,
         one_line(row.model_version),
+        one_line(row.reviewed_breed),
+        one_line(row.reviewed_by),
+        row.reviewed_at,
     ]
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerow(values)
@@ -144,13 +158,14 @@ def parse_row(line: str, fmt: str) -> Row | None:
     try:
         if fmt == "jsonl":
             document = json.loads(line)
-            values = {name: document[name] for name in FIELDS}
+            values = {name: document[name] for name in FIELDS_BEFORE_REVIEWS}
+            values.update({name: document.get(name) for name in FIELDS[len(FIELDS_BEFORE_REVIEWS) :]})
             top_k = tuple((item["breed"], float(item["probability"])) for item in values["top_k"])
         else:
             (cells,) = list(csv.reader([line]))
-            if len(cells) != len(FIELDS):
+            if len(cells) not in (len(FIELDS), len(FIELDS_BEFORE_REVIEWS)):
                 return None
-            values = dict(zip(FIELDS, cells, strict=True))
+            values = dict(zip(FIELDS, cells, strict=False))
             top_k = tuple(_split_top_k(values["top_k"]))
         return Row(
             path=str(values["path"]),
@@ -163,6 +178,9 @@ def parse_row(line: str, fmt: str) -> Row | None:
             size=None if values["size"] in (None, "") else int(values["size"]),
             mtime=values["mtime"] or "",
             model_version=str(values["model_version"]),
+            reviewed_breed=values.get("reviewed_breed") or "",
+            reviewed_by=values.get("reviewed_by") or "",
+            reviewed_at=values.get("reviewed_at") or "",
             line=line if line.endswith("\n") else line + "\n",
         )
     except (ValueError, KeyError, TypeError, AttributeError):
@@ -172,8 +190,9 @@ def parse_row(line: str, fmt: str) -> Row | None:
 def read_results(path: str | os.PathLike, fmt: str) -> tuple[list[Row], bool]:
     """The rows of an existing results file, and whether the file was whole (every line a valid row).
 
-    Raises ResultsFileError when the file is not a Dogtag results file at all, so that a file the
-    user cares about is never rewritten.
+    A CSV file from before the review columns is not whole either: it must be rewritten (with every
+    column) before rows are appended to it. Raises ResultsFileError when the file is not a Dogtag
+    results file at all, so that a file the user cares about is never rewritten.
     """
     path = Path(path)
     try:
@@ -184,10 +203,15 @@ def read_results(path: str | os.PathLike, fmt: str) -> tuple[list[Row], bool]:
         raise ResultsFileError(f"{path}: cannot read the results file ({error.strerror or error})") from error
     *lines, tail = data.split(b"\n")  # `tail` is what follows the last newline: empty unless torn
     whole = not tail
+    older_columns = False
     if fmt == "csv":
         if not lines:
             return [], whole  # empty, or killed while writing the header
-        if lines[0].decode("utf-8", "replace").lstrip(_BOM) != ",".join(FIELDS):
+        first = lines[0].decode("utf-8", "replace").lstrip(_BOM)
+        older_columns = first == ",".join(FIELDS_BEFORE_REVIEWS)
+        if older_columns:
+            whole = False
+        elif first != ",".join(FIELDS):
             raise ResultsFileError(
                 f"{path}: this file exists but is not a Dogtag results file of this version "
                 "(its first line is not the expected header); choose another --out, or move it away"
@@ -196,6 +220,8 @@ def read_results(path: str | os.PathLike, fmt: str) -> tuple[list[Row], bool]:
     rows = []
     for raw in lines:
         row = None if b"\0" in raw else _decode_row(raw, fmt)
+        if row is not None and older_columns:
+            row = replace(row, line="")  # written again with every column
         if row is None:
             whole = False
         else:

@@ -89,6 +89,59 @@ def add_breed_keyword(photo: str | os.PathLike, breed: str, shared_name: bool = 
     return True
 
 
+def set_breed_keyword(photo: str | os.PathLike, breed: str | None, shared_name: bool = False) -> bool:
+    """Make the photo's sidecar carry `breed` as its only Dogtag breed (a person's correction).
+
+    Every `Dogs|...` keyword, and the flat keyword of each breed it names, is removed first; all other
+    tags stay. `breed` None leaves no breed (the photo is not a dog): no sidecar is created for that.
+    Returns True when the sidecar was written, False when it was already so. Atomic, like
+    `add_breed_keyword`; `shared_name`: see `sidecar_path`.
+    """
+    path = sidecar_path(photo, shared_name)
+    if breed is None and not path.exists():
+        return False
+    try:
+        text = path.read_text(encoding="utf-8") if path.exists() else _EMPTY_SIDECAR
+    except (OSError, UnicodeDecodeError) as error:
+        raise XmpError(f"{path.name}: cannot read the existing sidecar ({error}); left unchanged") from error
+    replaced = replace_breed(text, breed, source=path.name)
+    if replaced is None:
+        return False
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        temporary.write_text(replaced, encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise XmpError(f"{path.name}: cannot write the sidecar ({error.strerror or error})") from error
+    return True
+
+
+def replace_breed(text: str, breed: str | None, source: str = "sidecar") -> str | None:
+    """The XMP document `text` with its Dogtag breed keywords replaced by `breed`'s; None when unchanged."""
+    try:
+        prefixes = [item for _, item in ElementTree.iterparse(io.StringIO(text), events=("start-ns",))]
+        root = ElementTree.fromstring(text)
+    except ElementTree.ParseError as error:
+        raise XmpError(f"{source}: the existing sidecar is not valid XML ({error}); left unchanged") from error
+    description = _description(root, source)
+    wanted = [] if breed is None else [f"{KEYWORD_ROOT}|{breed}"]
+    old = {item for item in _bag_items(description.find(_HIERARCHICAL)) if item.startswith(f"{KEYWORD_ROOT}|")}
+    stale_breeds = {item.split("|", 1)[1] for item in old - set(wanted)}
+    changed = _remove_from_bag(description, _HIERARCHICAL, old - set(wanted))
+    changed = _remove_from_bag(description, _SUBJECT, stale_breeds - {breed}) or changed
+    if breed is not None:
+        changed = _add_to_bag(description, _SUBJECT, [breed]) or changed
+        changed = _add_to_bag(description, _HIERARCHICAL, wanted) or changed
+    if not changed:
+        return None
+    for prefix, uri in [*NAMESPACES.items(), *prefixes]:
+        with contextlib.suppress(ValueError):
+            ElementTree.register_namespace(prefix, uri)
+    return ElementTree.tostring(root, encoding="unicode") + "\n"
+
+
 def merge_keywords(text: str, keywords: list[str], hierarchical: list[str], source: str = "sidecar") -> str | None:
     """The XMP document `text` with the keywords added; None when it already has them all."""
     try:
@@ -149,3 +202,16 @@ def _bag_items(prop: ElementTree.Element | None) -> list[str]:
     if prop is None:
         return []
     return [(li.text or "").strip() for li in prop.iter(f"{_RDF}li")]
+
+
+def _remove_from_bag(description: ElementTree.Element, tag: str, items: set[str]) -> bool:
+    prop = description.find(tag)
+    if prop is None or not items:
+        return False
+    removed = False
+    for bag in prop:
+        for li in bag.findall(f"{_RDF}li"):
+            if (li.text or "").strip() in items:
+                bag.remove(li)
+                removed = True
+    return removed

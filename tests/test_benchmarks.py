@@ -163,3 +163,17 @@ def test_targets_are_read_on_the_int8_rows_at_the_most_threads():
     assert results["single-photo p50 <= 5 ms"] == (6.0, False)
     assert results["cold start to first result <= 0.5 s"] == (None, None)
     assert "vs_keras" not in rows[1]  # no Keras row at 1 thread: nothing to compare with
+
+
+def test_the_review_page_benchmark_prints_its_figures(tmp_path, capsys):
+    pytest.importorskip("fastapi", reason="the review page needs the review extra: pip install -e '.[review]'")
+    from benchmarks.review import main as review_benchmark
+
+    review_benchmark(["--photos", "30", "--thumbnails", "10", "--corrections", "5", "--large-photos", "0",
+                      "--no-browser", "--model", "fast", "--out", str(tmp_path / "review.json")])
+
+    printed = capsys.readouterr().out
+    assert "Review page with 30 tagged photos" in printed and "first paint in Chromium: skipped" in printed
+    record = json.loads((tmp_path / "review.json").read_text())
+    assert record["correction_ms"]["n"] == 5 and record["correction_ms"]["p50"] > 0
+    assert record["thumbnails"]["small_photos_per_s"] > 0 and record["first_listing_ms"] > 0
