@@ -253,7 +253,7 @@ def write_results(path: str | os.PathLike, fmt: str, rows: list[Row]) -> None:
         os.replace(temporary, path)
     except OSError as error:
         raise ResultsFileError(f"{path}: cannot write the results file ({error.strerror or error})") from error
-    _sync_folder(path.parent)
+    sync_folder(path.parent)
 
 
 class ResultsWriter:
@@ -273,7 +273,7 @@ class ResultsWriter:
         if os.fstat(self._fd).st_size == 0 and header(fmt):
             self._write(header(fmt))
             self.sync()
-            _sync_folder(self.path.parent)
+            sync_folder(self.path.parent)
 
     def write(self, row: Row) -> None:
         """Append one row (visible to readers, and safe from a killed process, at once)."""
@@ -331,7 +331,7 @@ def exclusive_access(path: str | os.PathLike) -> Iterator[None]:
         os.close(fd)
 
 
-def _sync_folder(folder: Path) -> None:
+def sync_folder(folder: Path) -> None:
     """Persist a new or renamed directory entry (without it a power cut can lose the whole file)."""
     try:
         fd = os.open(folder, os.O_RDONLY)

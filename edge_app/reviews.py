@@ -26,7 +26,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from edge_app.results import Row, _sync_folder, one_line
+from edge_app.results import Row, one_line, sync_folder
 
 MIXED_BREED = "mixed breed"
 NOT_A_DOG = "not a dog"
@@ -126,7 +126,7 @@ def append_review(path: str | os.PathLike, review: Review) -> None:
     finally:
         os.close(fd)
     if size == 0:
-        _sync_folder(path.parent)
+        sync_folder(path.parent)
 
 
 def with_review(row: Row, review: Review | None) -> Row:

@@ -71,21 +71,11 @@ def add_breed_keyword(photo: str | os.PathLike, breed: str, shared_name: bool = 
     touched). Writing is atomic (temporary file, then rename). `shared_name`: see `sidecar_path`.
     """
     path = sidecar_path(photo, shared_name)
-    try:
-        text = path.read_text(encoding="utf-8") if path.exists() else _EMPTY_SIDECAR
-    except (OSError, UnicodeDecodeError) as error:
-        raise XmpError(f"{path.name}: cannot read the existing sidecar ({error}); left unchanged") from error
+    text = _read_sidecar(path)
     merged = merge_keywords(text, [breed], [f"{KEYWORD_ROOT}|{breed}"], source=path.name)
     if merged is None:
         return False
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        temporary.write_text(merged, encoding="utf-8")
-        os.replace(temporary, path)
-    except OSError as error:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
-        raise XmpError(f"{path.name}: cannot write the sidecar ({error.strerror or error})") from error
+    _write_sidecar(path, merged)
     return True
 
 
@@ -100,21 +90,11 @@ def set_breed_keyword(photo: str | os.PathLike, breed: str | None, shared_name: 
     path = sidecar_path(photo, shared_name)
     if breed is None and not path.exists():
         return False
-    try:
-        text = path.read_text(encoding="utf-8") if path.exists() else _EMPTY_SIDECAR
-    except (OSError, UnicodeDecodeError) as error:
-        raise XmpError(f"{path.name}: cannot read the existing sidecar ({error}); left unchanged") from error
+    text = _read_sidecar(path)
     replaced = replace_breed(text, breed, source=path.name)
     if replaced is None:
         return False
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        temporary.write_text(replaced, encoding="utf-8")
-        os.replace(temporary, path)
-    except OSError as error:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
-        raise XmpError(f"{path.name}: cannot write the sidecar ({error.strerror or error})") from error
+    _write_sidecar(path, replaced)
     return True
 
 
@@ -215,3 +195,23 @@ def _remove_from_bag(description: ElementTree.Element, tag: str, items: set[str]
                 bag.remove(li)
                 removed = True
     return removed
+
+
+def _read_sidecar(path: Path) -> str:
+    """The sidecar's text, or an empty sidecar's when there is none yet."""
+    try:
+        return path.read_text(encoding="utf-8") if path.exists() else _EMPTY_SIDECAR
+    except (OSError, UnicodeDecodeError) as error:
+        raise XmpError(f"{path.name}: cannot read the existing sidecar ({error}); left unchanged") from error
+
+
+def _write_sidecar(path: Path, text: str) -> None:
+    """Write atomically: a temporary file beside it, then a rename."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise XmpError(f"{path.name}: cannot write the sidecar ({error.strerror or error})") from error

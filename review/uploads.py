@@ -18,6 +18,7 @@ from pathlib import Path
 from PIL import Image
 
 from edge_app.images import DEFAULT_MAX_PIXELS, PHOTO_SUFFIXES, PhotoError, load_photo
+from edge_app.results import sync_folder
 
 MAX_UPLOAD_BYTES = 30 * 1024 * 1024  # a 12 MP JPEG is 3 to 8 MB; a 48 MP phone photo up to about 25
 MAX_UPLOAD_FILES = 50  # per request
@@ -84,7 +85,7 @@ def _keep(data: bytes, client_name: str | None, shown: str, intake: Path, max_pi
     finally:
         if temporary.exists():
             temporary.unlink()
-    _sync_folder(intake)
+    sync_folder(intake)
     return target
 
 
@@ -101,11 +102,3 @@ def _reserve(folder: Path, name: str) -> Path:
     raise UploadError(f"{name}: too many photos of this name in {folder}; not kept")
 
 
-def _sync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
