@@ -28,6 +28,7 @@ import math
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -39,6 +40,7 @@ import click
 
 from edge_app.classifier import Classifier
 from edge_app.cli import (
+    EXIT_INTERRUPTED,
     CannotRun,
     _classifier,
     format_summary,
@@ -349,7 +351,14 @@ class Watch:
         watcher = choose_watcher(self.folder, self.options["recursive"], skip, self.wakeup, self.poll, self.log)
         identity = _identity(self.folder)
         try:
-            watcher.arm()
+            try:
+                watcher.arm()
+            except OSError as error:  # e.g. the inotify watch limit (fs.inotify.max_user_watches) reached
+                self.log(f"{self.folder}: cannot use inotify ({error}): looking for new photos every "
+                         f"{DEFAULT_POLL:g} s")
+                watcher.close()
+                watcher = Poller(self.folder, self.options["recursive"], skip, DEFAULT_POLL)
+                watcher.arm()
             self.log(f"Watching {self.folder} ({watcher.name}); results in {self._results_name()}. "
                      "Stop with Ctrl-C.")
             self._pass(first=True)
@@ -473,7 +482,8 @@ def _pass_report(summary: Summary, first: bool, waiting: int) -> str:
 
 
 @click.command(epilog="\b\nExit codes:\n  0    stopped (SIGTERM, Ctrl-C)\n  2    bad command line\n"
-                      "  3    cannot start: no usable model, results file not ours or in use")
+                      "  3    cannot start: no usable model, results file not ours or in use\n"
+                      "  130  stopped at once by a second Ctrl-C (rows written so far are kept)")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False))
 @model_option
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
@@ -523,7 +533,7 @@ def watch(folder, model, out, fmt, top_k, min_confidence, min_dog, xmp, sort_int
         raise CannotRun(str(error)) from error
     except KeyboardInterrupt:
         log("Stopped at once; rows written so far are kept. Start it again to tag the rest.")
-        return
+        sys.exit(EXIT_INTERRUPTED)
     finally:
         watcher.close()
     log(f"Stopped. {stats.tagged} photo{'' if stats.tagged == 1 else 's'} tagged since the start; "
