@@ -385,16 +385,17 @@ class Watch:
                     time.sleep(DEBOUNCE)  # the rest of a burst of events arrives meanwhile...
                     self.wakeup.wait(0)  # ...and is covered by this one pass
                 if woken or (due is not None and now >= due):
-                    self._pass(first=False)
-                    due = self.settling.end_pass()
+                    tagged = self._pass(first=False)
+                    due = self.settling.end_pass() if tagged else time.monotonic() + RETRY_AFTER
         except Stopped:
             pass
         finally:
             watcher.close()
         return self.stats
 
-    def _pass(self, first: bool) -> None:
-        """One `tag_folders` run; the first one (at start) also retries photos that failed before."""
+    def _pass(self, first: bool) -> bool:
+        """One `tag_folders` run (the first one, at start, also retries photos that failed before);
+        False when it could not write its results (a full disk, a share gone): tried again later."""
         self._tagging = True
         try:
             with pillow_pixel_limit(self.options["max_pixels"]):
@@ -405,8 +406,7 @@ class Watch:
                 raise
             self.stats.failed_passes += 1
             self.log(f"{error}; trying again in {RETRY_AFTER:g} s")
-            self.wakeup.wait(RETRY_AFTER)
-            return
+            return False
         finally:
             self._tagging = False
         self.stats.passes += 1
@@ -414,6 +414,7 @@ class Watch:
         report = _pass_report(summary, first, len(self.settling.waiting))
         if report and (summary.tagged or summary.errors or first):
             self.log(report)
+        return True
 
     def _progress(self, done: int, total: int) -> None:
         if self._stopping:  # between batches: the rows so far are written and synced

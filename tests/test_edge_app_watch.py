@@ -18,6 +18,7 @@ import edge_app.tagging
 import edge_app.watch
 from dogtag.cli import main
 from edge_app.classifier import Classifier
+from edge_app.tagging import TaggingError, tag_folders
 from edge_app.watch import Poller, Settling, Watch, choose_watcher, filesystem_type
 from tests.edge_fixtures import make_breed_photo, truncated_jpeg
 from tests.model_fixtures import make_tiny_models
@@ -159,6 +160,31 @@ def test_a_camera_card_pulled_out_and_put_back_is_watched_again(tmp_path, model,
     finally:
         running.stop()
     assert any("is back" in line for line in log), log
+
+
+def test_a_pass_that_cannot_write_its_results_is_tried_again_without_waiting_for_another_photo(
+        tmp_path, model, monkeypatch):
+    monkeypatch.setattr(edge_app.watch, "RETRY_AFTER", 0.3)
+    passes = []
+
+    def disk_full_once(*args, **kwargs):
+        passes.append(1)
+        if len(passes) == 2:
+            raise TaggingError("intake/dogtag-results.csv: cannot write the results file (No space left on device)")
+        return tag_folders(*args, **kwargs)
+
+    monkeypatch.setattr(edge_app.watch, "tag_folders", disk_full_once)
+    folder = tmp_path / "intake"
+    folder.mkdir()
+    log: list[str] = []
+    running = Running(Watch(folder, Classifier(model), settle=0, log=log.append))
+    try:
+        wait_for(lambda: running.watch.stats.passes == 1, what="the first pass")
+        make_breed_photo(folder / "rex.jpg", 0)
+        wait_for(lambda: row_paths(folder) == {"rex.jpg"}, what="the photo, after the disk had room again")
+    finally:
+        running.stop()
+    assert any("(No space left on device); trying again in 0.3 s" in line for line in log), log
 
 
 # `dogtag watch` that takes 0.1 s per batch, so a test can stop it half-way through a pass.
