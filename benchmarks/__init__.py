@@ -12,4 +12,6 @@ fresh_process.py  cold start and peak memory of a fresh process
 machine.py        the CPU, cores, load and runtime versions recorded with the figures
 report.py         ratios to Keras, targets, the markdown table, JSON and the accuracy-latency plot
 run.py            one whole run; cli.py is `dogtag bench`
+watch.py          `dogtag watch`: a burst of photos, delay to a row, idle CPU and memory
+                  (python -m benchmarks.watch; not part of `dogtag bench`)
 """

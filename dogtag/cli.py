@@ -18,6 +18,7 @@ from dogtag import __version__
 STAGE_COMMANDS = {
     "tag": ("edge_app.cli", "tag", "Tag every photo in folders with the breed of the dog."),
     "predict": ("edge_app.cli", "predict", "Print the most probable breeds of a few photos."),
+    "watch": ("edge_app.watch", "watch", "Tag every new photo in a folder as it arrives (an always-on Pi)."),
     "train": ("train.cli", "train", "Train and evaluate breed classifiers on Stanford Dogs."),
     "export": ("export.cli", "export", "Export a trained Keras model to TFLite and ONNX, and verify it."),
     "bench": ("benchmarks.cli", "bench", "Measure size, accuracy, speed and memory of every model format."),

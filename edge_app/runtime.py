@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_app.model_file import ModelFileError, ModelInfo, check_outputs, read_model_info
+from edge_app.platform_check import unsupported_platform_message
 
 # A runner takes a uint8 pixel batch and returns {output name: float32 array}.
 Runner = Callable[[np.ndarray], dict[str, np.ndarray]]
@@ -72,7 +73,8 @@ def _tflite_interpreter_class():
             from tflite_runtime.interpreter import Interpreter
         except ImportError as error:
             raise ModelFileError(
-                "TFLite models need ai-edge-litert (pip install ai-edge-litert) or tflite-runtime"
+                unsupported_platform_message()
+                or "TFLite models need ai-edge-litert (pip install ai-edge-litert) or tflite-runtime"
             ) from error
     return Interpreter
 
@@ -161,7 +163,9 @@ def open_onnx(path: Path, info: ModelInfo, num_threads: int) -> tuple[Runner, bo
     try:
         import onnxruntime
     except ImportError as error:
-        raise ModelFileError(f"{path}: ONNX models need onnxruntime: pip install 'dogtag[onnx]'") from error
+        raise ModelFileError(
+            unsupported_platform_message() or f"{path}: ONNX models need onnxruntime: pip install 'dogtag[onnx]'"
+        ) from error
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = num_threads
     options.inter_op_num_threads = 1

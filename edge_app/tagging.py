@@ -142,12 +142,16 @@ def tag_folders(
     batch_size: int = DEFAULT_BATCH_SIZE,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    ready: Callable[[str], bool] | None = None,
+    retry_errors: bool = True,
 ) -> Summary:
     """Tag every photo under `folders`; returns the summary. See the module docstring for the steps.
 
     Results go to `out`, or by default to `dogtag-results.<fmt>` inside each folder; `progress(done,
     total)` is called as photos are finished. Raises TaggingError when the run cannot start or its
     results cannot be written (rows written until then stay, and a rerun resumes).
+    For `dogtag watch`: a photo to tag for which `ready(path)` is False (still being copied) sits this
+    run out, and with `retry_errors=False` so does one whose error row still matches it; their rows stay.
     """
     started = time.monotonic()
     unique = {os.path.realpath(folder): os.fspath(folder) for folder in reversed(list(folders))}
@@ -164,7 +168,7 @@ def tag_folders(
             for results, *_ in groups:
                 locks.enter_context(exclusive_access(results))
             plans = [
-                _plan(results, fmt_, base, group, classifier, recursive, sort_into, restart)
+                _plan(results, fmt_, base, group, classifier, recursive, sort_into, restart, ready, retry_errors)
                 for results, fmt_, base, group in groups
             ]
             if outputs.xmp:
@@ -259,6 +263,7 @@ def _results_files(
 def _plan(
     results: Path, fmt: str, base: str, folders: list[str], classifier: Classifier,
     recursive: bool, sort_into: str | os.PathLike | None, restart: bool,
+    ready: Callable[[str], bool] | None = None, retry_errors: bool = True,
 ) -> _Plan:
     """Walk the folders and split their photos into done (by an earlier run) and to do."""
     folder_errors: list[Row] = []
@@ -288,14 +293,19 @@ def _plan(
     kept, reviewed = {}, 0
     for row in existing:  # later rows win: a photo tagged twice keeps its last row
         photo = by_key.get(row.path)
-        if row.status == "error" or (photo is not None and not _still_valid(row, photo, version)):
+        unchanged = photo is not None and _still_valid(row, photo, version)
+        if (row.status == "error" and (retry_errors or not unchanged)) or (photo is not None and not unchanged):
             kept.pop(row.path, None)
         else:
             kept[row.path] = with_review(row, reviews.get(row.path))
             reviewed += kept[row.path] is not row
     if restart or not whole or reviewed or len(kept) != len(existing):
         write_results(results, fmt, list(kept.values()))
-    done = {key: row for key, row in kept.items() if key in by_key}
+    left_out = {key for key, row in kept.items() if row.status == "error"}  # only kept when not retried
+    if ready is not None:
+        left_out.update(photo.key for photo in photos if photo.key not in kept and not ready(photo.path))
+    photos = [photo for photo in photos if photo.key not in left_out]
+    done = {key: row for key, row in kept.items() if key in by_key and key not in left_out}
     todo = [photo for photo in photos if photo.key not in done]
     return _Plan(results, fmt, base, photos, done, todo, folder_errors, reviews)
 
