@@ -87,6 +87,14 @@ model_option = click.option(
 )
 top_k_option = click.option("--top-k", type=click.IntRange(1), default=DEFAULT_TOP_K, show_default=True,
                             help="How many breeds to list per photo, at most (those under 0.1% are left out).")
+format_option = click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+                             help="csv or jsonl (default: from the --out name, else csv).")
+min_confidence_option = click.option(
+    "--min-confidence", type=click.FloatRange(0, 1), default=None,
+    help="Below this breed probability a photo is `unsure` (default: the model's).")
+min_dog_option = click.option(
+    "--min-dog", type=click.FloatRange(0, 1), default=None,
+    help="Below this dog probability a photo is `not_a_dog` (default: the model's).")
 threads_option = click.option("--threads", type=click.IntRange(1), default=None,
                               help="Threads for the model (default: all cores).")
 max_pixels_option = click.option(
@@ -100,13 +108,10 @@ max_pixels_option = click.option(
 @model_option
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Results file (default: dogtag-results.csv inside each folder).")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
-              help="csv or jsonl (default: from the --out name, else csv).")
+@format_option
 @top_k_option
-@click.option("--min-confidence", type=click.FloatRange(0, 1), default=None,
-              help="Below this breed probability a photo is `unsure` (default: the model's).")
-@click.option("--min-dog", type=click.FloatRange(0, 1), default=None,
-              help="Below this dog probability a photo is `not_a_dog` (default: the model's).")
+@min_confidence_option
+@min_dog_option
 @click.option("--xmp", is_flag=True, help="Add the breed to an XMP sidecar (photo.xmp; photo.jpg.xmp when photo.png "
               "is there too) of every `dog` photo, keeping its other tags.")
 @click.option("--sort-into", type=click.Path(file_okay=False), default=None,

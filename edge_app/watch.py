@@ -43,14 +43,17 @@ from edge_app.cli import (
     EXIT_INTERRUPTED,
     CannotRun,
     _classifier,
+    format_option,
     format_summary,
     max_pixels_option,
+    min_confidence_option,
+    min_dog_option,
     model_option,
     threads_option,
     top_k_option,
 )
 from edge_app.images import DEFAULT_MAX_PIXELS, PHOTO_SUFFIXES, pillow_pixel_limit
-from edge_app.results import FORMATS, default_results_path, format_for
+from edge_app.results import default_results_path, format_for
 from edge_app.tagging import DEFAULT_BATCH_SIZE, Summary, TaggingError, tag_folders
 from edge_app.walk import find_photos
 
@@ -489,13 +492,10 @@ def _pass_report(summary: Summary, first: bool, waiting: int) -> str:
 @model_option
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Results file (default: dogtag-results.csv inside the folder).")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
-              help="csv or jsonl (default: from the --out name, else csv).")
+@format_option
 @top_k_option
-@click.option("--min-confidence", type=click.FloatRange(0, 1), default=None,
-              help="Below this breed probability a photo is `unsure` (default: the model's).")
-@click.option("--min-dog", type=click.FloatRange(0, 1), default=None,
-              help="Below this dog probability a photo is `not_a_dog` (default: the model's).")
+@min_confidence_option
+@min_dog_option
 @click.option("--xmp", is_flag=True, help="Add the breed to an XMP sidecar (photo.xmp) of every `dog` photo.")
 @click.option("--sort-into", type=click.Path(file_okay=False), default=None,
               help="Copy photos into per-breed folders here, and _unsure/, _not_a_dog/ (never moves).")
