@@ -10,7 +10,7 @@ import textwrap
 from pathlib import Path
 
 _spec = importlib.util.spec_from_file_location(
-    "dogtag_platform_check", Path(__file__).resolve().parent / "edge_app" / "platform_check.py"
+    "dogtag_platform_check", Path(__file__).resolve().parent / "dogtag" / "edge_app" / "platform_check.py"
 )
 _check = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_check)

@@ -347,12 +347,12 @@ def tag_here(photos: Path, model: Path, out: Path) -> None:
 
 def models() -> tuple[list[Path], list[Path]]:
     """The bundled .tflite and .onnx models, however many there are."""
-    return sorted((REPO / "models").glob("*.tflite")), sorted((REPO / "models").glob("*.onnx"))
+    return sorted((REPO / "dogtag" / "models").glob("*.tflite")), sorted((REPO / "dogtag" / "models").glob("*.onnx"))
 
 
 WATCH_SCRIPT = """
 cd /src && . .venv/bin/activate && mkdir -p /intake
-dogtag watch /intake --settle 1 --model models/{model} > /out/watch.log 2>&1 & watcher=$!
+dogtag watch /intake --settle 1 --model dogtag/models/{model} > /out/watch.log 2>&1 & watcher=$!
 for _ in $(seq 600); do grep -q Watching /out/watch.log && break; sleep 0.5; done
 cp /photos/generated/gradient.jpg /photos/generated/photo.webp /intake/
 for _ in $(seq 600); do [ -f /intake/dogtag-results.csv ] && [ "$(wc -l < /intake/dogtag-results.csv)" -ge 3 ] && break; sleep 0.5; done
@@ -387,7 +387,7 @@ def check_arm64(root: Path, photos: Path, out: Path, log) -> tuple[list[Comparis
             step('pip install ".[onnx]"', 'cd /src && . .venv/bin/activate && pip install -q ".[onnx]"')
             continue
         step(f"tag with {model.name}", f"cd /src && . .venv/bin/activate && dogtag tag /photos --model "
-             f"models/{model.name} --out /out/{model.name}.csv", ok=(0, 1))
+             f"dogtag/models/{model.name} --out /out/{model.name}.csv", ok=(0, 1))
     if tflite:
         step('pip install ".[watch]"', 'cd /src && . .venv/bin/activate && pip install -q ".[watch]"')
         watched = step("dogtag watch, two photos, SIGTERM", WATCH_SCRIPT.format(model=tflite[0].name))
@@ -398,7 +398,7 @@ def check_arm64(root: Path, photos: Path, out: Path, log) -> tuple[list[Comparis
         if "(inotify)" not in log_text:
             raise CheckFailed(f"dogtag watch on arm64 did not use inotify: {_tail(log_text, 4)}")
 
-    from edge_app.model_file import read_model_info
+    from dogtag.edge_app.model_file import read_model_info
 
     comparisons = []
     started = time.monotonic()

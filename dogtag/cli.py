@@ -16,13 +16,13 @@ from dogtag import __version__
 
 # command name -> (module, attribute, one-line help shown in `dogtag --help`)
 STAGE_COMMANDS = {
-    "tag": ("edge_app.cli", "tag", "Tag every photo in folders with the breed of the dog."),
-    "predict": ("edge_app.cli", "predict", "Print the most probable breeds of a few photos."),
-    "watch": ("edge_app.watch", "watch", "Tag every new photo in a folder as it arrives (an always-on Pi)."),
-    "train": ("train.cli", "train", "Train and evaluate breed classifiers on Stanford Dogs."),
-    "export": ("export.cli", "export", "Export a trained Keras model to TFLite and ONNX, and verify it."),
-    "bench": ("benchmarks.cli", "bench", "Measure size, accuracy, speed and memory of every model format."),
-    "review": ("review.cli", "review", "Open a web page to check and correct the tags, and to add photos."),
+    "tag": ("dogtag.edge_app.cli", "tag", "Tag every photo in folders with the breed of the dog."),
+    "predict": ("dogtag.edge_app.cli", "predict", "Print the most probable breeds of a few photos."),
+    "watch": ("dogtag.edge_app.watch", "watch", "Tag every new photo in a folder as it arrives (an always-on Pi)."),
+    "train": ("dogtag.train.cli", "train", "Train and evaluate breed classifiers on Stanford Dogs."),
+    "export": ("dogtag.export.cli", "export", "Export a trained Keras model to TFLite and ONNX, and verify it."),
+    "bench": ("dogtag.benchmarks.cli", "bench", "Measure size, accuracy, speed and memory of every model format."),
+    "review": ("dogtag.review.cli", "review", "Open a web page to check and correct the tags, and to add photos."),
 }
 # The optional packages a command may need, and the extra that installs them (setup.cfg); a command
 # missing one ends with how to install it, not a traceback.

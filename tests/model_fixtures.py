@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_app.model_file import ModelInfo
-from export.formats import FORMATS
+from dogtag.edge_app.model_file import ModelInfo
+from dogtag.export.formats import FORMATS
 
 TINY_SIZE = 32
 TINY_LABELS = ("Chihuahua", "Japanese spaniel", "Maltese dog")
@@ -112,7 +112,7 @@ def make_tiny_models(
     Keys are export format names (tflite_float32, tflite_float16, tflite_dynamic, tflite_int8,
     onnx_float32, onnx_int8); files are named dogtag_<format>.tflite / .onnx.
     """
-    from export.convert import export_files, load_run
+    from dogtag.export.convert import export_files, load_run
 
     key = ("models", tuple(labels), with_dog, tuple(formats))
     if key not in _BUILT:

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from edge_app.classifier import resolve_model
-from edge_app.model_file import read_model_info
-from edge_app.results import Row, default_results_path, format_mtime, write_results
+from dogtag.edge_app.classifier import resolve_model
+from dogtag.edge_app.model_file import read_model_info
+from dogtag.edge_app.results import Row, default_results_path, format_mtime, write_results
 
 MODEL_VERSION = "test-model-1"
 # The bundled model the review tests tag with (the small one: the tests need a real model, not the best).

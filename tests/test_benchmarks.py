@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from benchmarks.figures import top1
-from benchmarks.fresh_process import python_command, run_fresh
-from benchmarks.photos import bench_photos
-from benchmarks.report import TARGETS, add_ratios, evaluate_targets
+from dogtag.benchmarks.figures import top1
+from dogtag.benchmarks.fresh_process import python_command, run_fresh
+from dogtag.benchmarks.photos import bench_photos
+from dogtag.benchmarks.report import TARGETS, add_ratios, evaluate_targets
 from dogtag.cli import main
 from tests.fakes import make_mini_stanford_dogs
 from tests.model_fixtures import TINY_FORMATS, make_tiny_models, make_tiny_run
@@ -167,7 +167,7 @@ def test_targets_are_read_on_the_int8_rows_at_the_most_threads():
 
 def test_the_review_page_benchmark_prints_its_figures(tmp_path, capsys):
     pytest.importorskip("fastapi", reason="the review page needs the review extra: pip install -e '.[review]'")
-    from benchmarks.review import main as review_benchmark
+    from dogtag.benchmarks.review import main as review_benchmark
 
     review_benchmark(["--photos", "30", "--thumbnails", "10", "--corrections", "5", "--large-photos", "0",
                       "--no-browser", "--model", "fast", "--out", str(tmp_path / "review.json")])

@@ -14,7 +14,7 @@ import pytest
 
 from deploy import raspberry_pi_check as check
 from dogtag.cli import STAGE_COMMANDS
-from edge_app.platform_check import unsupported_platform_message
+from dogtag.edge_app.platform_check import unsupported_platform_message
 
 REPO = Path(__file__).resolve().parents[1]
 UNIT = REPO / "deploy" / "dogtag-watch@.service"

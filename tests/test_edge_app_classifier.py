@@ -1,4 +1,4 @@
-"""`from edge_app import Classifier`: any exported model file names the breed of a photo, with its
+"""`from dogtag import Classifier`: any exported model file names the breed of a photo, with its
 confidence, top-k and dog probability, and a model that cannot be trusted is refused."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import onnx
 import pytest
 from PIL import Image
 
-from edge_app import Classifier, ModelFileError, Prediction
-from edge_app.classifier import MIN_ALTERNATIVE
+from dogtag.edge_app import Classifier, ModelFileError, Prediction
+from dogtag.edge_app.classifier import MIN_ALTERNATIVE
 from tests.model_fixtures import (
     TINY_FORMATS,
     TINY_LABELS,
@@ -88,8 +88,8 @@ def test_thresholds_come_from_the_model_and_can_be_overridden(tiny_models):
 
 
 def test_a_model_whose_labels_do_not_fit_its_breed_output_is_refused(tmp_path, tiny_models):
-    from edge_app.model_file import ModelInfo
-    from export.metadata import embed_onnx_info, embed_tflite_info
+    from dogtag.edge_app.model_file import ModelInfo
+    from dogtag.export.metadata import embed_onnx_info, embed_tflite_info
 
     four = ModelInfo(labels=(*TINY_LABELS, "Pug"), input_size=(32, 32), breeds_output="breeds", dog_output="dog")
     (tmp_path / "wrong.tflite").write_bytes(embed_tflite_info(tiny_models["tflite_int8"].read_bytes(), four))
@@ -161,8 +161,8 @@ def test_a_file_that_is_not_a_model_is_refused(tmp_path):
 
 def uint8_output_tflite(run: Path, path: Path) -> Path:
     """An int8 TFLite of the tiny run whose outputs are uint8 too (as some converters leave them)."""
-    from export.convert import file_info, load_run, to_tflite
-    from export.metadata import embed_tflite_info
+    from dogtag.export.convert import file_info, load_run, to_tflite
+    from dogtag.export.metadata import embed_tflite_info
 
     model, info = load_run(run)
     calibration, _, _ = training_photos(64, len(TINY_LABELS), seed=1)

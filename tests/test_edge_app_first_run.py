@@ -18,8 +18,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from dogtag.cli import main
-from edge_app import Classifier, ModelFileError, PhotoError, default_model_path
-from edge_app.xmp import read_keywords
+from dogtag.edge_app import Classifier, ModelFileError, PhotoError, default_model_path
+from dogtag.edge_app.xmp import read_keywords
 from tests.edge_fixtures import make_breed_folder, make_breed_photo
 from tests.model_fixtures import make_tiny_models
 
@@ -335,7 +335,7 @@ def test_a_command_whose_extra_is_not_installed_says_which_to_install(tmp_path, 
 
 def test_a_run_prints_no_info_lines_from_the_model_runtime(tmp_path, model):
     photo = make_breed_photo(tmp_path / "rex.png", 0)
-    bare = subprocess.run([sys.executable, "-c", f"from edge_app import Classifier; Classifier({str(model)!r})"],
+    bare = subprocess.run([sys.executable, "-c", f"from dogtag import Classifier; Classifier({str(model)!r})"],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert "INFO: Created TensorFlow Lite XNNPACK delegate" in bare.stderr, "LiteRT logs no more: drop this test"
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edge_app.images import PhotoError, load_photo, pillow_pixel_limit, prepare_image
-from edge_app.walk import find_photos, printable_path
+from dogtag.edge_app.images import PhotoError, load_photo, pillow_pixel_limit, prepare_image
+from dogtag.edge_app.walk import find_photos, printable_path
 from tests.edge_fixtures import BAD_FILES, mean_colour
 from tests.fakes import make_photo
 
@@ -54,7 +54,7 @@ def test_without_pillow_heif_a_heic_photo_says_which_extra_to_install(tmp_path):
         "    def find_spec(self, name, *args):\n"
         "        if name.split('.')[0] == 'pillow_heif': raise ImportError('blocked by the test')\n"
         "sys.meta_path.insert(0, Block())\n"
-        "from edge_app.images import PhotoError, load_photo\n"
+        "from dogtag.edge_app.images import PhotoError, load_photo\n"
         "try:\n"
         f"    load_photo({str(photo)!r}, (8, 8))\n"
         "except PhotoError as error:\n"
@@ -182,14 +182,14 @@ def test_an_unreadable_file_is_refused_with_a_permission_message(tmp_path):
 
 def test_a_photo_the_system_refuses_to_open_is_refused_with_a_permission_message(tmp_path, monkeypatch):
     """The same case as above where tests run as root (chmod does not stop root): the OS error is simulated."""
-    import edge_app.images
+    import dogtag.edge_app.images
 
     photo = make_photo(tmp_path / "locked.jpg", (16, 16))
 
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied", str(photo))
 
-    monkeypatch.setattr(edge_app.images.Image, "open", refuse)
+    monkeypatch.setattr(dogtag.edge_app.images.Image, "open", refuse)
     with pytest.raises(PhotoError, match="permission denied"):
         load_photo(photo, (8, 8))
 

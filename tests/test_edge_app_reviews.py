@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from edge_app.classifier import Classifier
-from edge_app.results import FIELDS, FIELDS_BEFORE_REVIEWS, Row, read_results
-from edge_app.reviews import Review, append_review, read_reviews, reviews_path, with_review
-from edge_app.tagging import tag_folders
-from edge_app.xmp import add_breed_keyword, read_keywords, set_breed_keyword
+from dogtag.edge_app.classifier import Classifier
+from dogtag.edge_app.results import FIELDS, FIELDS_BEFORE_REVIEWS, Row, read_results
+from dogtag.edge_app.reviews import Review, append_review, read_reviews, reviews_path, with_review
+from dogtag.edge_app.tagging import tag_folders
+from dogtag.edge_app.xmp import add_breed_keyword, read_keywords, set_breed_keyword
 from tests.review_fixtures import draw_dog
 
 

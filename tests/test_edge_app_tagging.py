@@ -18,10 +18,10 @@ import pytest
 from click.testing import CliRunner
 
 from dogtag.cli import main
-from edge_app.cli import ProgressBar
-from edge_app.model_file import read_model_info
-from edge_app.results import parse_mtime
-from edge_app.xmp import read_keywords
+from dogtag.edge_app.cli import ProgressBar
+from dogtag.edge_app.model_file import read_model_info
+from dogtag.edge_app.results import parse_mtime
+from dogtag.edge_app.xmp import read_keywords
 from tests.edge_fixtures import fingerprints, make_bad_files, make_breed_folder, make_breed_photo
 from tests.model_fixtures import make_tiny_models
 
@@ -129,12 +129,12 @@ def test_an_unreadable_photo_gets_an_error_row_and_the_run_goes_on(model, photos
 # A `dogtag` that takes 0.1 s per batch, so a test can stop it half-way.
 SLOW_DOGTAG = """
 import sys, time
-import edge_app.classifier
-predict_pixels = edge_app.classifier.Classifier.predict_pixels
+import dogtag.edge_app.classifier
+predict_pixels = dogtag.edge_app.classifier.Classifier.predict_pixels
 def slow(self, pixels):
     time.sleep(0.1)
     return predict_pixels(self, pixels)
-edge_app.classifier.Classifier.predict_pixels = slow
+dogtag.edge_app.classifier.Classifier.predict_pixels = slow
 from dogtag.cli import main
 main(sys.argv[1:])
 """
@@ -383,7 +383,7 @@ def test_a_results_file_that_is_not_ours_is_never_overwritten(tmp_path, model, p
 
 
 def test_two_runs_never_write_the_same_results_file_at_once(model, photos):
-    from edge_app.results import exclusive_access
+    from dogtag.edge_app.results import exclusive_access
 
     folder, _ = photos
 
@@ -421,7 +421,7 @@ def test_dogtag_tag_runs_where_tensorflow_is_not_installed(tmp_path, model, phot
         "import sys\n"
         "class NoTensorFlow:\n"
         "    def find_spec(self, name, *args):\n"
-        "        if name.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx', 'onnx', 'train', 'export'):\n"
+        "        if (name.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx', 'onnx') or name.split('.')[:2] in (['dogtag', 'train'], ['dogtag', 'export'])):\n"
         "            raise ImportError(f'{name} is not installed (blocked by the test)')\n"
         "sys.meta_path.insert(0, NoTensorFlow())\n"
         "from dogtag.cli import main\n"

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import edge_app.tagging
-import edge_app.watch
+import dogtag.edge_app.tagging
+import dogtag.edge_app.watch
 from dogtag.cli import main
-from edge_app.classifier import Classifier
-from edge_app.tagging import TaggingError, tag_folders
-from edge_app.watch import Poller, Settling, Watch, choose_watcher, filesystem_type
+from dogtag.edge_app.classifier import Classifier
+from dogtag.edge_app.tagging import TaggingError, tag_folders
+from dogtag.edge_app.watch import Poller, Settling, Watch, choose_watcher, filesystem_type
 from tests.edge_fixtures import make_breed_photo, truncated_jpeg
 from tests.model_fixtures import make_tiny_models
 from tests.test_edge_app_tagging import RESULTS, by_path, read_rows
@@ -75,13 +75,13 @@ class Running:
 def reads(monkeypatch) -> list[tuple[str, int | None]]:
     """Every photo the watch decodes: (file name, its size on disk at that moment)."""
     seen: list[tuple[str, int | None]] = []
-    load_photo = edge_app.tagging.load_photo
+    load_photo = dogtag.edge_app.tagging.load_photo
 
     def recording(path, *args, **kwargs):
         seen.append((os.path.basename(path), os.path.getsize(path) if os.path.exists(path) else None))
         return load_photo(path, *args, **kwargs)
 
-    monkeypatch.setattr(edge_app.tagging, "load_photo", recording)
+    monkeypatch.setattr(dogtag.edge_app.tagging, "load_photo", recording)
     return seen
 
 
@@ -145,7 +145,7 @@ def test_a_photo_that_changes_is_tagged_again_and_keeps_one_row(tmp_path, model)
 
 
 def test_a_camera_card_pulled_out_and_put_back_is_watched_again(tmp_path, model, monkeypatch):
-    monkeypatch.setattr(edge_app.watch, "CHECK_FOLDER_EVERY", 0.1)
+    monkeypatch.setattr(dogtag.edge_app.watch, "CHECK_FOLDER_EVERY", 0.1)
     card = tmp_path / "card"
     make_breed_photo(card / "DCIM" / "IMG_0001.jpg", 0, seed=1)
     log: list[str] = []
@@ -164,7 +164,7 @@ def test_a_camera_card_pulled_out_and_put_back_is_watched_again(tmp_path, model,
 
 def test_a_pass_that_cannot_write_its_results_is_tried_again_without_waiting_for_another_photo(
         tmp_path, model, monkeypatch):
-    monkeypatch.setattr(edge_app.watch, "RETRY_AFTER", 0.3)
+    monkeypatch.setattr(dogtag.edge_app.watch, "RETRY_AFTER", 0.3)
     passes = []
 
     def disk_full_once(*args, **kwargs):
@@ -173,7 +173,7 @@ def test_a_pass_that_cannot_write_its_results_is_tried_again_without_waiting_for
             raise TaggingError("intake/dogtag-results.csv: cannot write the results file (No space left on device)")
         return tag_folders(*args, **kwargs)
 
-    monkeypatch.setattr(edge_app.watch, "tag_folders", disk_full_once)
+    monkeypatch.setattr(dogtag.edge_app.watch, "tag_folders", disk_full_once)
     folder = tmp_path / "intake"
     folder.mkdir()
     log: list[str] = []
@@ -190,12 +190,12 @@ def test_a_pass_that_cannot_write_its_results_is_tried_again_without_waiting_for
 # `dogtag watch` that takes 0.1 s per batch, so a test can stop it half-way through a pass.
 SLOW_WATCH = """
 import sys, time
-import edge_app.classifier
-predict_pixels = edge_app.classifier.Classifier.predict_pixels
+import dogtag.edge_app.classifier
+predict_pixels = dogtag.edge_app.classifier.Classifier.predict_pixels
 def slow(self, pixels):
     time.sleep(0.1)
     return predict_pixels(self, pixels)
-edge_app.classifier.Classifier.predict_pixels = slow
+dogtag.edge_app.classifier.Classifier.predict_pixels = slow
 from dogtag.cli import main
 main(sys.argv[1:])
 """
@@ -282,11 +282,11 @@ def test_a_folder_on_a_network_share_is_polled_because_inotify_cannot_see_other_
     assert filesystem_type("/srv/photos share/a", MOUNTINFO) == "nfs4"
     assert filesystem_type("/mnt/shelterx", MOUNTINFO) == "ext4"
     log: list[str] = []
-    monkeypatch.setattr(edge_app.watch, "filesystem_type", lambda path: "cifs")
+    monkeypatch.setattr(dogtag.edge_app.watch, "filesystem_type", lambda path: "cifs")
 
     watcher = choose_watcher(str(tmp_path), True, (), None, None, log.append)
 
-    assert isinstance(watcher, Poller) and watcher.interval == edge_app.watch.DEFAULT_POLL
+    assert isinstance(watcher, Poller) and watcher.interval == dogtag.edge_app.watch.DEFAULT_POLL
     assert "is on a network share (cifs): looking for new photos every 10 s" in log[0]
 
 
@@ -322,7 +322,7 @@ def test_a_photo_is_ready_once_it_looks_the_same_twice_settle_seconds_apart(tmp_
 
 
 def test_sorted_copies_and_hidden_files_never_wake_the_watch(tmp_path):
-    from edge_app.watch import is_photo_event
+    from dogtag.edge_app.watch import is_photo_event
 
     root = str(tmp_path)
     assert is_photo_event(f"{root}/kennel/rex.JPG", root)
@@ -346,11 +346,11 @@ def test_dogtag_watch_needs_no_tensorflow():
         "import sys\n"
         "class NoTensorFlow:\n"
         "    def find_spec(self, name, *args):\n"
-        "        if name.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx', 'onnx', 'train', 'export'):\n"
+        "        if (name.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx', 'onnx') or name.split('.')[:2] in (['dogtag', 'train'], ['dogtag', 'export'])):\n"
         "            raise ImportError(f'{name} is not installed (blocked by the test)')\n"
         "sys.meta_path.insert(0, NoTensorFlow())\n"
-        "import edge_app.watch\n"
-        "print('tensorflow' in sys.modules, 'train' in sys.modules)\n"
+        "import dogtag.edge_app.watch\n"
+        "print('tensorflow' in sys.modules, 'dogtag.train' in sys.modules)\n"
     )
 
     result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -359,7 +359,7 @@ def test_dogtag_watch_needs_no_tensorflow():
 
 
 def test_the_watch_benchmark_measures_a_burst_the_delay_and_the_quiet_cost(tmp_path, model):
-    from benchmarks.watch import format_figures, run
+    from dogtag.benchmarks.watch import format_figures, run
 
     figures = run(photos=6, singles=2, quiet=1.0, model=str(model), work=tmp_path, settle=0.2, log=lambda _: None)
 

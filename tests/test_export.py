@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from dogtag.cli import main
-from edge_app.model_file import (
+from dogtag.edge_app.model_file import (
     MODEL_INFO_KEY,
     ModelFileError,
     ModelInfo,
@@ -50,7 +50,7 @@ def photos() -> np.ndarray:
 
 
 def keras_answers(run: Path, pixels: np.ndarray) -> dict[str, np.ndarray]:
-    from export.convert import load_run, predict_keras
+    from dogtag.export.convert import load_run, predict_keras
 
     model, info = load_run(run)
     return predict_keras(model, info, pixels)
@@ -58,7 +58,7 @@ def keras_answers(run: Path, pixels: np.ndarray) -> dict[str, np.ndarray]:
 
 @pytest.mark.parametrize("name", TINY_FORMATS)
 def test_every_exported_format_answers_like_the_keras_model(name, tiny_run, tiny_files, photos):
-    from export.verify import open_model_file
+    from dogtag.export.verify import open_model_file
 
     expected = keras_answers(tiny_run, photos)
     got = open_model_file(tiny_files[name])(photos)
@@ -115,7 +115,7 @@ def test_int8_onnx_gives_the_first_depthwise_kernel_16_bits(tiny_files):
 
 
 def test_a_model_without_a_dog_output_exports_breeds_only(tmp_path, photos):
-    from export.verify import open_model_file
+    from dogtag.export.verify import open_model_file
 
     files = make_tiny_models(tmp_path, with_dog=False, formats=("tflite_int8", "onnx_float32"))
 
@@ -127,7 +127,7 @@ def test_a_model_without_a_dog_output_exports_breeds_only(tmp_path, photos):
 
 
 def test_embedding_again_replaces_the_model_info_and_keeps_other_metadata(tiny_files):
-    from export.metadata import embed_tflite_info
+    from dogtag.export.metadata import embed_tflite_info
 
     original = tiny_files["tflite_int8"].read_bytes()
     relabelled = ModelInfo(labels=("Beagle", "Boxer", "Pug"), input_size=(32, 32), model_version="v2")
@@ -139,7 +139,7 @@ def test_embedding_again_replaces_the_model_info_and_keeps_other_metadata(tiny_f
 
 
 def test_a_model_file_without_labels_is_refused_with_a_clear_message(tmp_path, tiny_run):
-    from export.convert import load_run, to_onnx, to_tflite
+    from dogtag.export.convert import load_run, to_onnx, to_tflite
 
     model, info = load_run(tiny_run)
     bare_tflite = tmp_path / "bare.tflite"
@@ -153,8 +153,8 @@ def test_a_model_file_without_labels_is_refused_with_a_clear_message(tmp_path, t
 
 
 def test_labels_that_do_not_fit_the_breed_output_are_refused(tmp_path, tiny_files):
-    from export.metadata import embed_onnx_info, embed_tflite_info
-    from export.verify import open_model_file
+    from dogtag.export.metadata import embed_onnx_info, embed_tflite_info
+    from dogtag.export.verify import open_model_file
 
     four_labels = ModelInfo(labels=(*TINY_LABELS, "Pug"), input_size=(32, 32), breeds_output="breeds")
     wrong_tflite = tmp_path / "wrong.tflite"
@@ -196,24 +196,24 @@ def test_export_refuses_a_run_whose_labels_do_not_fit_its_model(tmp_path):
 
 
 def test_int8_calibration_reads_training_photos_only(mini_stanford, tiny_run, monkeypatch):
-    import export.images
-    from export.convert import load_run
+    import dogtag.export.images
+    from dogtag.export.convert import load_run
 
     _, info = load_run(tiny_run)
     read = []
-    original = export.images.load_photo
-    monkeypatch.setattr(export.images, "load_photo", lambda path, *a: read.append(Path(path)) or original(path, *a))
+    original = dogtag.export.images.load_photo
+    monkeypatch.setattr(dogtag.export.images, "load_photo", lambda path, *a: read.append(Path(path)) or original(path, *a))
 
-    photos = export.images.calibration_photos(mini_stanford, info, count=100)
+    photos = dogtag.export.images.calibration_photos(mini_stanford, info, count=100)
 
-    test_photos = {s.path for s in export.images.split_for_export(mini_stanford, "test").samples}
+    test_photos = {s.path for s in dogtag.export.images.split_for_export(mini_stanford, "test").samples}
     assert photos.shape == (18, 32, 32, 3) and photos.dtype == np.uint8, "all 3 x 6 training photos"
     assert len(read) == 18 and not set(read) & test_photos
 
 
 def test_a_damaged_photo_in_the_dataset_stops_the_export_naming_the_file(mini_stanford, tiny_run):
-    from export.convert import load_run
-    from export.images import calibration_photos, split_for_export
+    from dogtag.export.convert import load_run
+    from dogtag.export.images import calibration_photos, split_for_export
 
     _, info = load_run(tiny_run)
     damaged = split_for_export(mini_stanford, "train").samples[0].path
@@ -261,7 +261,7 @@ def test_the_export_command_writes_verified_models_and_a_model_card(tmp_path, mi
 def test_export_verifies_on_real_stanford_dogs_photos(tmp_path, stanford_dogs):
     # A tiny model of the first three real breeds: what matters is that real photos flow through
     # calibration and verification, and that every file answers like Keras on them.
-    from train.dataset import load_split
+    from dogtag.train.dataset import load_split
 
     labels = load_split(stanford_dogs, "test").breeds[:3]
     run = make_tiny_run(tmp_path, labels=labels)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from train.dataset import read_official
+from dogtag.train.dataset import read_official
 
 pytestmark = pytest.mark.real_data
 
@@ -33,10 +33,9 @@ def test_boxes_in_original_pixels_land_inside_the_224_pixel_copies(stanford_dogs
 
 @pytest.mark.parametrize("name", ["accurate", "fast"])
 def test_each_bundled_model_names_the_breed_of_real_test_photos(stanford_dogs, name):
+    from dogtag.edge_app import Classifier
+    from dogtag.edge_app.images import load_photo
     from dogtag.models import bundled_files
-
-    from edge_app import Classifier
-    from edge_app.images import load_photo
 
     tflite, _ = bundled_files(name)
     if not tflite.exists():
@@ -60,7 +59,7 @@ def test_the_ported_efficientnet_lite_classifier_names_stanford_photos_own_image
     keras = pytest.importorskip("keras")
     from PIL import Image
 
-    from train import backbones, efficientnet_lite
+    from dogtag.train import backbones, efficientnet_lite
 
     try:
         efficientnet_lite.imagenet_weights_file(backbone)

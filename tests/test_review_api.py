@@ -16,13 +16,13 @@ import pytest
 pytest.importorskip("fastapi", reason="the review page needs the review extra: pip install -e '.[review]'")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from edge_app.classifier import Classifier  # noqa: E402
-from edge_app.results import FIELDS_BEFORE_REVIEWS, Row, exclusive_access, read_results, write_results  # noqa: E402
-from edge_app.reviews import read_review_log, reviews_path  # noqa: E402
-from edge_app.tagging import tag_folders  # noqa: E402
-from edge_app.xmp import read_keywords  # noqa: E402
-from review.library import NotFound  # noqa: E402
-from review.server import Options, ReviewServer, SetupError  # noqa: E402
+from dogtag.edge_app.classifier import Classifier  # noqa: E402
+from dogtag.edge_app.results import FIELDS_BEFORE_REVIEWS, Row, exclusive_access, read_results, write_results  # noqa: E402
+from dogtag.edge_app.reviews import read_review_log, reviews_path  # noqa: E402
+from dogtag.edge_app.tagging import tag_folders  # noqa: E402
+from dogtag.edge_app.xmp import read_keywords  # noqa: E402
+from dogtag.review.library import NotFound  # noqa: E402
+from dogtag.review.server import Options, ReviewServer, SetupError  # noqa: E402
 from tests.edge_fixtures import fingerprints  # noqa: E402
 from tests.review_fixtures import DELETED, MODEL, SHELTER_ROWS, draw_dog, make_shelter_folder, results_rows  # noqa: E402
 

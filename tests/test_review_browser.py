@@ -28,8 +28,8 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-from edge_app.xmp import read_keywords  # noqa: E402
-from review.server import Options, ReviewServer  # noqa: E402
+from dogtag.edge_app.xmp import read_keywords  # noqa: E402
+from dogtag.review.server import Options, ReviewServer  # noqa: E402
 from tests.review_fixtures import DELETED, MODEL, draw_dog, make_shelter_folder, raw_get, results_rows  # noqa: E402
 
 # Without these, headless Chromium on a machine with no network waits on connections it never gets.

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fakes import make_photo
-from train.dataset import (
+from dogtag.train.dataset import (
     Box,
     breed_name,
     load_split,
@@ -14,6 +13,7 @@ from train.dataset import (
     select_breeds,
     stratified_split,
 )
+from tests.fakes import make_photo
 
 
 def test_reading_the_official_layout_gives_labels_in_folder_order_and_the_official_split(mini_stanford):

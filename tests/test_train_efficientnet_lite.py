@@ -17,8 +17,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from train import backbones, efficientnet_lite  # noqa: E402
-from train.torch_weights import LEGACY_MAGIC, TorchFileError, read_state_dict  # noqa: E402
+from dogtag.train import backbones, efficientnet_lite  # noqa: E402
+from dogtag.train.torch_weights import LEGACY_MAGIC, TorchFileError, read_state_dict  # noqa: E402
 
 TINY = {"width": 0.25, "depth": 0.35}  # a few blocks per stage, a few channels each
 SIZE = 33  # odd, so that "same" padding is asymmetric at every stride-2 layer
@@ -217,6 +217,6 @@ def test_a_missing_weights_package_says_which_package_to_install(monkeypatch):
 
 
 def test_the_training_command_offers_every_backbone():
-    from train.cli import BACKBONE_NAMES
+    from dogtag.train.cli import BACKBONE_NAMES
 
     assert set(BACKBONE_NAMES) == set(backbones.BACKBONES)

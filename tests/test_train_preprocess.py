@@ -7,7 +7,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from train.preprocess import (  # noqa: E402
+from dogtag.train.preprocess import (  # noqa: E402
     Augmentation,
     Preprocessing,
     augmentation_layers,
@@ -90,8 +90,8 @@ def test_flip_alone_mirrors_the_image():
 
 
 def test_the_thumbnail_view_shrinks_photos_as_shelter_databases_do_and_never_enlarges_them():
-    from train.features import view_pipeline_options
-    from train.preprocess import shrink
+    from dogtag.train.features import view_pipeline_options
+    from dogtag.train.preprocess import shrink
 
     photo = tf.random.uniform((160, 224, 3), 0, 255, seed=1)
     thumb = shrink(photo, 96)

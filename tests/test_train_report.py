@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from train.report import report
+from dogtag.train.report import report
 
 
 def write_run(folder, approach, top1, breeds=3, baseline=None, seconds=10.0, views=("plain", "flip")):

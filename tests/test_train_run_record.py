@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from dogtag.cli import main
+from dogtag.train import run_record
 from tests.fakes import make_mini_stanford_dogs
-from train import run_record
 
 REPO = Path(__file__).resolve().parents[1]
 BREEDS = ["Chihuahua", "Japanese spaniel", "Maltese dog"]
@@ -44,7 +44,7 @@ def colour_breeds(tmp_path_factory):
 
 
 def tiny_params(**changes):
-    from train.scratch import ScratchParams
+    from dogtag.train.scratch import ScratchParams
 
     return replace(ScratchParams(size=32, filters=(8, 16), depth=1, dense_units=16, dropout=0.1, batch_size=8,
                                  epochs=2, warmup_epochs=1, learning_rate=3e-3, patience=10), **changes)
@@ -60,7 +60,7 @@ def curve(client, run_id: str, key: str) -> list[tuple[int, float]]:
 
 def test_a_scratch_run_logs_its_config_metrics_curves_and_files_and_its_resumption_continues_it(
         colour_breeds, tmp_path, client):
-    from train.scratch import run_scratch
+    from dogtag.train.scratch import run_scratch
 
     run, lines = tmp_path / "run", []
     first = run_scratch(colour_breeds, run, tiny_params(), cache_root=tmp_path / "cache", time_limit_s=0,
@@ -108,7 +108,7 @@ def test_a_scratch_run_logs_its_config_metrics_curves_and_files_and_its_resumpti
 
 def test_without_mlflow_a_run_writes_the_same_folder_and_says_nothing_of_a_tracker(
         colour_breeds, tmp_path, monkeypatch):
-    from train.scratch import run_scratch
+    from dogtag.train.scratch import run_scratch
 
     monkeypatch.setitem(sys.modules, "mlflow", None)  # `import mlflow` fails, as where it is not installed
     monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
@@ -352,7 +352,7 @@ def test_the_bench_command_attaches_each_row_to_the_run_its_model_came_from(tmp_
             report.setdefault("formats", {})[row["format"]] = {"file": f"dogtag_{row['format']}{path.suffix}"}
             verification.write_text(json.dumps(report))
         owner[id(row)] = runs[name]
-    monkeypatch.setattr("benchmarks.run.run_benchmark", lambda *args, **kwargs: measured)
+    monkeypatch.setattr("dogtag.benchmarks.run.run_benchmark", lambda *args, **kwargs: measured)
     result = CliRunner().invoke(main, ["bench", "--models", str(models), "--out", str(tmp_path / "out"),
                                        "--threads", "1,2"])
     assert result.exit_code == 0, result.output

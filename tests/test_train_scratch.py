@@ -12,10 +12,9 @@ import pytest
 keras = pytest.importorskip("keras")
 pytest.importorskip("keras_tuner")
 
-from edge_app.model_file import parse_model_info  # noqa: E402
-from tests.fakes import make_mini_stanford_dogs  # noqa: E402
-from train.preprocess import Augmentation  # noqa: E402
-from train.scratch import (  # noqa: E402
+from dogtag.edge_app.model_file import parse_model_info  # noqa: E402
+from dogtag.train.preprocess import Augmentation  # noqa: E402
+from dogtag.train.scratch import (  # noqa: E402
     BLOCK_TYPES,
     RunMismatch,
     ScratchParams,
@@ -28,7 +27,8 @@ from train.scratch import (  # noqa: E402
     warm_start,
     with_flip_tta,
 )
-from train.search import SearchSpace, read_trials, run_search  # noqa: E402
+from dogtag.train.search import SearchSpace, read_trials, run_search  # noqa: E402
+from tests.fakes import make_mini_stanford_dogs  # noqa: E402
 
 # Small enough to train in seconds on a CPU, big enough to be the real code path.
 TINY = ScratchParams(size=32, filters=(8, 16), depth=1, dense_units=16, dropout=0.1, batch_size=16, epochs=8,
@@ -319,7 +319,7 @@ def test_the_train_command_turns_mixing_off_with_no_augment(colour_breeds, tmp_p
     from dogtag.cli import main
 
     given = []
-    monkeypatch.setattr("train.scratch.run_scratch", lambda data, run, params, *a, **k: given.append(params) or {
+    monkeypatch.setattr("dogtag.train.scratch.run_scratch", lambda data, run, params, *a, **k: given.append(params) or {
         "top1": 0.0, "top5": 0.0, "epochs_done": 0, "epochs_planned": 0, "stopped": "test"})
     for flag in ("--augment", "--no-augment"):
         result = CliRunner().invoke(main, ["train", "scratch", "--data", str(colour_breeds), "--run",

@@ -13,14 +13,14 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from edge_app.model_file import parse_model_info  # noqa: E402
-from train import backbones  # noqa: E402
-from train.dataset import read_official  # noqa: E402
-from train.features import cache_dir, cache_features, feature_extractor, load_features  # noqa: E402
-from train.pipeline import image_dataset  # noqa: E402
-from train.preprocess import Preprocessing  # noqa: E402
-from train.transfer import TransferConfig  # noqa: E402
-from train.transfer_run import run_transfer  # noqa: E402
+from dogtag.edge_app.model_file import parse_model_info  # noqa: E402
+from dogtag.train import backbones  # noqa: E402
+from dogtag.train.dataset import read_official  # noqa: E402
+from dogtag.train.features import cache_dir, cache_features, feature_extractor, load_features  # noqa: E402
+from dogtag.train.pipeline import image_dataset  # noqa: E402
+from dogtag.train.preprocess import Preprocessing  # noqa: E402
+from dogtag.train.transfer import TransferConfig  # noqa: E402
+from dogtag.train.transfer_run import run_transfer  # noqa: E402
 
 SIZE = 32
 
@@ -166,7 +166,7 @@ def test_fine_tuning_can_start_lower_in_the_backbone_from_its_own_cache(
 
 def test_on_accelerators_training_runs_in_mixed_precision_and_the_shipped_model_in_float32(
         mini_stanford, tmp_path, offline_class_index, random_weights, monkeypatch):
-    from train import devices, transfer
+    from dogtag.train import devices, transfer
 
     # As on a TPU (bfloat16 also runs on this CPU; a GPU would get mixed_float16).
     monkeypatch.setattr(devices, "precision_policy", lambda: "mixed_bfloat16")
@@ -197,7 +197,7 @@ def test_on_accelerators_training_runs_in_mixed_precision_and_the_shipped_model_
 
 
 def test_a_run_on_some_breeds_keeps_only_their_cached_rows_relabelled(mini_stanford):
-    from train.transfer_run import restrict_to_breeds
+    from dogtag.train.transfer_run import restrict_to_breeds
 
     split = read_official(mini_stanford, "train")
     labels = np.array([s.label for s in split.samples])
@@ -211,7 +211,7 @@ def test_a_run_on_some_breeds_keeps_only_their_cached_rows_relabelled(mini_stanf
 
 
 def test_the_blend_weight_is_chosen_on_validation_and_ties_go_to_the_lower_log_loss():
-    from train.transfer import blend, choose_blend_weight
+    from dogtag.train.transfer import blend, choose_blend_weight
 
     labels = np.array([0, 1, 0, 1])
     head = np.array([[0.6, 0.4], [0.4, 0.6], [0.6, 0.4], [0.45, 0.55]])  # right, but unsure
@@ -226,7 +226,7 @@ def test_the_blend_weight_is_chosen_on_validation_and_ties_go_to_the_lower_log_l
 def test_training_runs_on_the_cpu_with_one_replica_where_no_gpu_or_tpu_is_present(monkeypatch):
     import tensorflow as tf
 
-    from train.devices import distribution_strategy
+    from dogtag.train.devices import distribution_strategy
 
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("a GPU is present: this checks the CPU fallback")

@@ -15,14 +15,14 @@ from PIL import Image
 
 keras = pytest.importorskip("keras")
 
+from dogtag.train.dataset import read_official  # noqa: E402
+from dogtag.train.features import cache_dir, cache_features, feature_extractor  # noqa: E402
+from dogtag.train.preprocess import Preprocessing  # noqa: E402
+from dogtag.train.transfer import TransferConfig, training_targets  # noqa: E402
+from dogtag.train.transfer_run import run_transfer  # noqa: E402
+from dogtag.train.wild import NOT_A_DOG, read_wild, wild_metrics, wild_split  # noqa: E402
 from tests.fakes import BREED_COLOURS, BREED_FOLDERS, make_photo  # noqa: E402
 from tests.test_train_transfer import SIZE, cache_everything, offline_class_index, random_weights  # noqa: E402, F401
-from train.dataset import read_official  # noqa: E402
-from train.features import cache_dir, cache_features, feature_extractor  # noqa: E402
-from train.preprocess import Preprocessing  # noqa: E402
-from train.transfer import TransferConfig, training_targets  # noqa: E402
-from train.transfer_run import run_transfer  # noqa: E402
-from train.wild import NOT_A_DOG, read_wild, wild_metrics, wild_split  # noqa: E402
 
 
 def make_wild_folder(root, breeds: int = 3, dogs_per_breed: int = 2, not_dogs: int = 3):
@@ -104,8 +104,8 @@ def test_a_run_is_measured_on_dogs_in_the_wild_and_teaches_a_student_run(
     assert student["distilled_from"] == str(tmp_path / "teacher")
 
     # Teacher and student averaged: scored like a run, and a teacher in its own right.
-    from train.ensemble import ensemble_runs
-    from train.transfer_run import read_teacher
+    from dogtag.train.ensemble import ensemble_runs
+    from dogtag.train.transfer_run import read_teacher
 
     both = ensemble_runs([tmp_path / "teacher", tmp_path / "student"], tmp_path / "ensemble", [3, 1],
                          wild_root=wild_root, log=lambda line: None)
@@ -130,7 +130,7 @@ def test_distillation_targets_mix_the_teachers_probabilities_with_the_true_label
 
 
 def test_thresholds_are_tuned_on_validation_photos_for_precision_and_for_letting_dogs_through():
-    from train.transfer_run import tune_thresholds
+    from dogtag.train.transfer_run import tune_thresholds
 
     sure = np.tile([[0.9, 0.1]], (100, 1))  # all right
     torn = np.tile([[0.6, 0.4]], (100, 1))  # half right

@@ -1,0 +1,142 @@
+"""`Classifier`: photos in, breeds out. The Python face of the edge app.
+
+    from dogtag.edge_app import Classifier
+    prediction = Classifier().predict("rex.jpg")   # a photo's path, an HxWx3 uint8 array or a PIL image
+    prediction.breed, prediction.confidence, prediction.top_k, prediction.dog_probability
+
+A prediction's status applies the thresholds the model carries (tuned on validation data):
+`not_a_dog` when the dog probability is below min_dog, else `unsure` when the best breed's
+probability is below min_confidence, else `dog`. Its top_k lists the best breed and the next
+ones down to MIN_ALTERNATIVE: an alternative the model gives almost nothing says nothing, and would
+be whichever breed comes first in the label list.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from dogtag import models as bundled
+from dogtag.edge_app.images import PhotoError, array_to_image, load_photo, prepare_image
+from dogtag.edge_app.model_file import ModelFileError, ModelInfo
+from dogtag.edge_app.runtime import Model
+
+STATUSES = ("dog", "unsure", "not_a_dog", "error")
+DEFAULT_TOP_K = 3
+# Alternatives below 0.1% are left out of top_k (`dogtag predict` prints tenths of a percent).
+MIN_ALTERNATIVE = 0.001
+# What predict takes: a photo file, or an image already in memory.
+ImageLike = np.ndarray | Image.Image | str | os.PathLike
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What the model says about one photo."""
+
+    breed: str  # the most probable breed (a guess even when status is unsure or not_a_dog)
+    confidence: float  # its probability
+    top_k: tuple[tuple[str, float], ...]  # (breed, probability), best first; alternatives >= MIN_ALTERNATIVE
+    dog_probability: float | None
+    status: str
+
+
+def default_model_path(name: str | None = None) -> Path:
+    """A bundled model's file (TFLite preferred, else ONNX): `name` is accurate or fast (default: accurate).
+
+    A clear error when this install lacks it.
+    """
+    name = name or bundled.DEFAULT_MODEL
+    tflite, onnx = (bundled.DEFAULT_TFLITE, bundled.DEFAULT_ONNX) if name == bundled.DEFAULT_MODEL else \
+        bundled.bundled_files(name)
+    for path in (tflite, onnx):
+        if path.is_file():
+            return path
+    raise ModelFileError(
+        f"no bundled model in {tflite.parent} for {name!r} (looked for {tflite.name} and {onnx.name}); "
+        "pass a model with --model FILE (a .tflite or .onnx made by `dogtag export`)"
+    )
+
+
+def resolve_model(model: str | os.PathLike | None) -> Path:
+    """The model file meant by `model`: None or a bundled name (accurate, fast), else a path."""
+    if model is None or str(model) in bundled.BUNDLED_MODELS:
+        return default_model_path(None if model is None else str(model))
+    return Path(model)
+
+
+class Classifier:
+    """A model file plus the thresholds and top-k that turn its outputs into predictions.
+
+    `model` is a bundled model's name, "accurate" (the default) or "fast", or a .tflite / .onnx file.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike | None = None,
+        *,
+        top_k: int = DEFAULT_TOP_K,
+        min_confidence: float | None = None,
+        min_dog: float | None = None,
+        num_threads: int | None = None,
+    ):
+        self.model = Model(resolve_model(model), num_threads=num_threads)
+        self.info: ModelInfo = self.model.info
+        self.top_k = max(1, min(top_k, len(self.info.labels)))
+        self.min_confidence = self.info.min_confidence if min_confidence is None else min_confidence
+        self.min_dog = self.info.min_dog if min_dog is None else min_dog
+
+    def predict(self, image: ImageLike) -> Prediction:
+        """Predict one photo: a path to a photo file, an HxWx3 uint8 array or a PIL image (any mode).
+
+        A file that is not a readable photo raises PhotoError, its message naming the file and why.
+        """
+        return self.predict_batch([image])[0]
+
+    def predict_batch(self, images: Sequence[ImageLike]) -> list[Prediction]:
+        """Predict several photos (paths, arrays or PIL images) in one model call."""
+        return self.predict_pixels(np.stack([self.prepare(image) for image in images]))
+
+    def prepare(self, image: ImageLike) -> np.ndarray:
+        """Read and resize a photo the way this model was trained: uint8 (height, width, 3)."""
+        size, resize = self.info.input_size, self.info.resize
+        if isinstance(image, (str, os.PathLike)):
+            try:
+                return load_photo(image, size, resize)
+            except PhotoError as error:
+                raise PhotoError(f"{os.fsdecode(image)}: {error}") from error
+        if not isinstance(image, Image.Image):
+            if not isinstance(image, np.ndarray) or not np.issubdtype(image.dtype, np.number):
+                raise TypeError(
+                    f"expected an image: a photo's path, an HxWx3 uint8 array or a PIL image, got "
+                    f"{type(image).__name__}; e.g. Classifier().predict(PIL.Image.open('rex.jpg'))"
+                )
+            image = array_to_image(image)
+        return prepare_image(image, size, resize)
+
+    def predict_pixels(self, pixels: np.ndarray) -> list[Prediction]:
+        """Predict a batch of already-prepared pixels, shape (n, height, width, 3) uint8."""
+        breeds, dogs = self.model.run(pixels)
+        return [
+            self._prediction(probabilities, None if dogs is None else float(dogs[i]))
+            for i, probabilities in enumerate(breeds)
+        ]
+
+    def status(self, confidence: float, dog_probability: float | None) -> str:
+        """`not_a_dog`, `unsure` or `dog` under this classifier's thresholds."""
+        if dog_probability is not None and dog_probability < self.min_dog:
+            return "not_a_dog"
+        return "unsure" if confidence < self.min_confidence else "dog"
+
+    def _prediction(self, probabilities: np.ndarray, dog_probability: float | None) -> Prediction:
+        best = np.argsort(-probabilities, kind="stable")[: self.top_k]
+        top_k = tuple(
+            (self.info.labels[i], float(probabilities[i]))
+            for rank, i in enumerate(best) if rank == 0 or probabilities[i] >= MIN_ALTERNATIVE
+        )
+        breed, confidence = top_k[0]
+        return Prediction(breed, confidence, top_k, dog_probability, self.status(confidence, dog_probability))

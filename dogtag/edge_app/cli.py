@@ -1,0 +1,297 @@
+"""`dogtag tag` and `dogtag predict`: thin commands over `tagging.tag_folders` and `Classifier`.
+
+Exit codes (also in `dogtag tag --help`):
+  0    every photo was processed
+  1    the run finished, but some photos could not be read (error rows, listed in the summary), or a
+       sidecar or sorted copy could not be written (listed too)
+  2    bad command line
+  3    stopped: no usable model, a missing folder, a results file that cannot be read
+       or written, or a --sort-into / --xmp destination that cannot be written
+  130  interrupted (Ctrl-C); run the same command again to resume
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+
+import click
+from click.core import ParameterSource
+
+from dogtag.edge_app.classifier import DEFAULT_TOP_K, Classifier
+from dogtag.edge_app.images import DEFAULT_MAX_PIXELS, PhotoError, load_photo, pillow_pixel_limit
+from dogtag.edge_app.model_file import ModelFileError
+from dogtag.edge_app.results import FORMATS
+from dogtag.edge_app.tagging import DEFAULT_BATCH_SIZE, Summary, TaggingError, tag_folders
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_CANNOT_RUN, EXIT_INTERRUPTED = 0, 1, 3, 130
+EXIT_CODES_HELP = (
+    "\b\nExit codes:\n"
+    "  0    every photo was processed\n"
+    "  1    finished, but some photos could not be read, or a sidecar or copy not written (see the summary)\n"
+    "  2    bad command line\n"
+    "  3    stopped: no usable model, missing folder, results file or --sort-into/--xmp place not writable\n"
+    "  130  interrupted; run the same command again to resume"
+)
+MAX_ERRORS_SHOWN = 20
+
+
+class CannotRun(click.ClickException):
+    """A problem that stops a command before it does anything (exit code 3)."""
+
+    exit_code = EXIT_CANNOT_RUN
+
+
+def _classifier(model, top_k: int, min_confidence, min_dog, threads) -> Classifier:
+    try:
+        with runtime_info_hidden():
+            return Classifier(model, top_k=top_k, min_confidence=min_confidence, min_dog=min_dog, num_threads=threads)
+    except ModelFileError as error:
+        raise CannotRun(str(error)) from error
+
+
+@contextlib.contextmanager
+def runtime_info_hidden() -> Iterator[None]:
+    """Drop the "INFO: ..." lines the model runtime's C++ code writes to stderr (LiteRT announces its
+    XNNPACK delegate on every start, and has no switch for it); anything else it writes still shows."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable file descriptor 2: nothing to hide
+        yield
+        return
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            lines = captured.read().decode("utf-8", "replace").splitlines(keepends=True)
+            kept = "".join(line for line in lines if not line.startswith("INFO: "))
+            if kept:
+                sys.stderr.write(kept)
+                sys.stderr.flush()
+
+
+model_option = click.option(
+    "--model", default="accurate", show_default=True, metavar="accurate|fast|FILE",
+    help="A bundled model, `accurate` or `fast` (faster, for a Raspberry Pi), "
+         "or a .tflite / .onnx file made by `dogtag export`.",
+)
+top_k_option = click.option("--top-k", type=click.IntRange(1), default=DEFAULT_TOP_K, show_default=True,
+                            help="How many breeds to list per photo, at most (those under 0.1% are left out).")
+format_option = click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+                             help="csv or jsonl (default: from the --out name, else csv).")
+min_confidence_option = click.option(
+    "--min-confidence", type=click.FloatRange(0, 1), default=None,
+    help="Below this breed probability a photo is `unsure` (default: the model's).")
+min_dog_option = click.option(
+    "--min-dog", type=click.FloatRange(0, 1), default=None,
+    help="Below this dog probability a photo is `not_a_dog` (default: the model's).")
+threads_option = click.option("--threads", type=click.IntRange(1), default=None,
+                              help="Threads for the model (default: all cores).")
+max_pixels_option = click.option(
+    "--max-pixels", type=click.IntRange(1), default=DEFAULT_MAX_PIXELS, show_default=True,
+    help="Refuse photos larger than this (decompression bombs).",
+)
+
+
+@click.command(epilog=EXIT_CODES_HELP)
+@click.argument("folders", nargs=-1, required=True, type=click.Path())
+@model_option
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Results file (default: dogtag-results.csv inside each folder).")
+@format_option
+@top_k_option
+@min_confidence_option
+@min_dog_option
+@click.option("--xmp", is_flag=True, help="Add the breed to an XMP sidecar (photo.xmp; photo.jpg.xmp when photo.png "
+              "is there too) of every `dog` photo, keeping its other tags.")
+@click.option("--sort-into", type=click.Path(file_okay=False), default=None,
+              help="Copy photos into per-breed folders here, and _unsure/, _not_a_dog/ (never moves).")
+@click.option("--recursive/--no-recursive", default=True, show_default=True, help="Look into sub-folders.")
+@click.option("--restart", is_flag=True,
+              help="Ignore earlier results and tag everything again (e.g. after changing thresholds or --top-k).")
+@click.option("--batch-size", type=click.IntRange(1), default=DEFAULT_BATCH_SIZE, show_default=True,
+              help="Photos per model call.")
+@click.option("--workers", type=click.IntRange(1), default=None, help="Threads decoding photos (default: up to 4).")
+@threads_option
+@max_pixels_option
+def tag(folders, model, out, fmt, top_k, min_confidence, min_dog, xmp, sort_into, recursive, restart,
+        batch_size, workers, threads, max_pixels) -> None:
+    """Tag every photo in FOLDERS with the breed of the dog.
+
+    Writes one row per photo (path, status dog/unsure/not_a_dog/error, breed, confidence, top-k,
+    dog probability, error). Run the same command again after an interruption: finished photos are
+    skipped. Photos are never modified. Hidden files and folders (names starting with '.') are skipped.
+    """
+    _check_folders(folders)
+    classifier = _classifier(model, top_k, min_confidence, min_dog, threads)
+    bar = ProgressBar()
+    try:
+        with pillow_pixel_limit(max_pixels):
+            summary = tag_folders(
+                folders, classifier, out=out, fmt=fmt, recursive=recursive, xmp=xmp, sort_into=sort_into,
+                restart=restart, max_pixels=max_pixels, batch_size=batch_size, workers=workers,
+                progress=bar.update,
+            )
+    except TaggingError as error:
+        bar.close()
+        raise CannotRun(str(error)) from error
+    except KeyboardInterrupt:
+        bar.close()
+        click.echo("Interrupted. Finished photos are saved; run the same command again to resume.", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    bar.close()
+    click.echo(format_summary(summary))
+    given = click.get_current_context().get_parameter_source("top_k") == ParameterSource.COMMANDLINE
+    note = top_k_note(summary, classifier.top_k, given)
+    if note:
+        click.echo(note)
+    sys.exit(EXIT_SOME_FAILED if summary.failed or summary.not_written else EXIT_OK)
+
+
+def _check_folders(folders: tuple[str, ...]) -> None:
+    """Stop before loading the model for a folder that is not there, or a photo given where a folder goes."""
+    for folder in folders:
+        if os.path.isfile(folder):
+            parent = os.path.dirname(folder) or "."
+            raise click.UsageError(
+                f"{click.format_filename(folder)} is a file, not a folder: `dogtag tag` tags the photos in "
+                f"folders. To see this photo's breeds: dogtag predict {shlex.quote(folder)} ; to tag every photo "
+                f"in its folder: dogtag tag {shlex.quote(parent)}"
+            )
+        if not os.path.isdir(folder):
+            raise CannotRun(f"{click.format_filename(folder)}: no such folder (check the name; `ls` lists the "
+                            "folders here)")
+
+
+def top_k_note(summary: Summary, top_k: int, given: bool) -> str:
+    """A note when rows kept from an earlier run list another number of breeds than --top-k asks for.
+
+    Rows list up to top-k breeds and leave out those under 0.1%, so a row with fewer breeds may
+    be complete: fewer than asked is only reported when --top-k was given on this command line.
+    """
+    longest = summary.longest_resumed_top_k
+    if not summary.resumed or longest == top_k or (longest < top_k and not given):
+        return ""
+    how = "more" if longest > top_k else "fewer"
+    return (f"Note: the {summary.resumed} photos tagged by an earlier run keep their rows, which list up to {longest} "
+            f"breed{'s' * (longest != 1)}, {how} than --top-k {top_k}; it applies to newly tagged photos only. "
+            f"Run again with --restart to list {top_k} for every photo.")
+
+
+@click.command(epilog="\b\nExit codes: 0 all photos read; 1 some could not be read; 3 no usable model.")
+@click.argument("photos", nargs=-1, required=True, type=click.Path())
+@model_option
+@top_k_option
+@threads_option
+@max_pixels_option
+def predict(photos, model, top_k, threads, max_pixels) -> None:
+    """Print the most probable breeds of a few PHOTOS."""
+    classifier = _classifier(model, top_k, None, None, threads)
+    size, resize = classifier.info.input_size, classifier.info.resize
+    failed = 0
+    with pillow_pixel_limit(max_pixels):
+        for photo in photos:
+            try:
+                pixels = load_photo(photo, size, resize, max_pixels=max_pixels)
+            except PhotoError as error:
+                hint = f"; to tag every photo in it: dogtag tag {shlex.quote(photo)}" if os.path.isdir(photo) else ""
+                click.echo(f"{click.format_filename(photo)}: {error}{hint}", err=True)
+                failed += 1
+                continue
+            prediction = classifier.predict_pixels(pixels[None])[0]
+            dog = "" if prediction.dog_probability is None else f", dog probability {prediction.dog_probability:.0%}"
+            click.echo(f"{click.format_filename(photo)}: {prediction.status.replace('_', ' ')}{dog}")
+            width = max(len(breed) for breed, _ in prediction.top_k)
+            for rank, (breed, probability) in enumerate(prediction.top_k, 1):
+                click.echo(f"  {rank}. {breed:<{width}}  {probability:6.1%}")
+    sys.exit(EXIT_SOME_FAILED if failed else EXIT_OK)
+
+
+def format_summary(summary: Summary) -> str:
+    """The end-of-run report: counts per breed, unsure, not a dog, errors, sidecars and copies, time."""
+    rate = summary.tagged / summary.seconds if summary.seconds > 0 else 0.0
+    lines = [
+        f"Tagged {summary.tagged} photo{'' if summary.tagged == 1 else 's'} in {_duration(summary.seconds)} ({rate:.1f} photos/s)"
+        + (f"; {summary.resumed} were already done" if summary.resumed else "") + "."
+    ]
+    counts = [(breed, n) for breed, n in sorted(summary.breeds.items(), key=lambda item: (-item[1], item[0]))]
+    counts += [("unsure", summary.statuses["unsure"]), ("not a dog", summary.statuses["not_a_dog"]),
+               ("errors", summary.statuses["error"]), ("total", summary.photos)]
+    width = max(len(name) for name, _ in counts)
+    lines += [f"  {name:<{width}}  {n:>6}" for name, n in counts]
+    if summary.xmp:
+        lines.append(f"XMP sidecars beside the photos (rex.xmp for rex.jpg): {summary.sidecars_written} written, "
+                     f"{summary.sidecars_unchanged} already had the breed.")
+    if summary.sort_into is not None:
+        made = summary.copies_made
+        lines.append(f"Copied {made} photo{'' if made == 1 else 's'} into {click.format_filename(str(summary.sort_into))} "
+                     f"(a folder per breed, _unsure, _not_a_dog); {summary.copies_found} were already there.")
+    if summary.not_written:
+        lines.append("Not written (these photos keep their rows; the next run tries again):")
+        lines += _listed(summary.not_written, "sidecars or copies")
+    if summary.errors:
+        lines.append("Could not read:")
+        lines += _listed(summary.errors, "rows with status 'error'")
+    lines += [f"Results: {click.format_filename(str(path))}" for path in summary.results]
+    return "\n".join(lines)
+
+
+def _listed(problems: list[tuple[str, str]], rest: str) -> list[str]:
+    lines = [f"  {click.format_filename(path)}: {message}" for path, message in problems[:MAX_ERRORS_SHOWN]]
+    if len(problems) > MAX_ERRORS_SHOWN:
+        lines.append(f"  ... and {len(problems) - MAX_ERRORS_SHOWN} more ({rest})")
+    return lines
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class ProgressBar:
+    """`[#####-----] 120/500  24%  15.3 photos/s  ETA 0:00:25` on stderr; plain lines when not a terminal."""
+
+    def __init__(self, stream=None, width: int = 30, interval: float | None = None):
+        self.stream = stream or sys.stderr
+        self.terminal = self.stream.isatty()
+        self.width = width
+        self.interval = interval if interval is not None else (0.2 if self.terminal else 30.0)
+        self.started = time.monotonic()
+        self.last_drawn = 0.0
+        self.drawn = False
+
+    def update(self, done: int, total: int) -> None:
+        """Record progress; redrawn at most every `interval` seconds, and at the end."""
+        now = time.monotonic()
+        if done == 0:
+            self.started = now  # the rate counts photos, not the walk before them
+        if done < total and now - self.last_drawn < self.interval:
+            return
+        self.last_drawn = now
+        elapsed = max(now - self.started, 1e-9)
+        rate = done / elapsed
+        eta = _duration((total - done) / rate) if rate > 0 else "?"
+        filled = self.width * done // total if total else self.width
+        line = (f"[{'#' * filled}{'-' * (self.width - filled)}] {done}/{total} "
+                f"{100 * done // total if total else 100:3d}%  {rate:.1f} photos/s  ETA {eta}")
+        self.stream.write(f"\r{line}" if self.terminal else f"{line}\n")
+        self.stream.flush()
+        self.drawn = True
+
+    def close(self) -> None:
+        """End the bar's line."""
+        if self.drawn and self.terminal:
+            self.stream.write("\n")
+            self.stream.flush()

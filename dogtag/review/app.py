@@ -1,0 +1,287 @@
+"""The review server: the page (plain HTML, CSS and JS from `static/`) and its JSON API under /api.
+
+    GET  /api/status                          tagging progress, folders, problems, breed names, limits
+    GET  /api/photos?status=&breed=&offset=&limit=   a page of rows, unsure first, with the filter counts
+    GET  /api/photos/{source}/{path}          one row
+    GET  /api/thumbnail/{source}/{path}       a small JPEG (made on demand, cached); /api/large/... a
+                                              large one; /api/original/... the photo file itself
+    POST /api/reviews                         save a correction: {source, path, reviewed_breed, reviewed_by}
+    POST /api/photos                          add photos (multipart field `files`): kept in the intake
+                                              folder, tagged at once, returned as rows
+    POST /api/predict                         the breeds of one photo (multipart field `photo`), not kept
+    GET  /docs, /openapi.json                 FastAPI's OpenAPI page (its scripts come from a CDN)
+
+A row has the shape of a `dogtag tag --format jsonl` line, plus `source` (which results file),
+`missing` (the photo is gone from the disk) and `problem` (what to tell the volunteer).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlencode
+
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+from starlette.datastructures import UploadFile
+
+from dogtag import __version__
+from dogtag.edge_app.classifier import Classifier
+from dogtag.edge_app.images import DEFAULT_MAX_PIXELS, PhotoError, load_photo
+from dogtag.edge_app.results import ResultsFileError, Row, format_row
+from dogtag.edge_app.reviews import MIXED_BREED, NOT_A_DOG, ReviewsFileError
+from dogtag.edge_app.tagging import TaggingError
+from dogtag.review.jobs import Tagger
+from dogtag.review.library import FILTERS, Forbidden, Library, NotFound
+from dogtag.review.security import TOKEN_COOKIE, host_allowed, same_origin, token_matches
+from dogtag.review.thumbnails import LARGE_SIDE, THUMBNAIL_SIDE, rendition
+from dogtag.review.uploads import MAX_UPLOAD_BYTES, MAX_UPLOAD_FILES, UploadError, keep_upload
+
+STATIC = Path(__file__).resolve().parent / "static"
+PAGE_SIZE = 120
+# The page loads nothing from elsewhere: no CDN, works offline, and injected markup could not run.
+PAGE_POLICY = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
+               "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+
+
+@dataclass
+class Settings:
+    """How the server was started: the address it listens on, its token, where uploads and thumbnails go."""
+
+    host: str
+    token: str
+    require_token: bool
+    allowed_hosts: set[str]
+    intake: Path
+    cache: Path
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+
+class ReviewIn(BaseModel):
+    """A correction for one photo."""
+
+    source: int = Field(0, description="Which results file: the `source` of the row")
+    path: str = Field(..., description="The row's `path`, relative to its folder")
+    reviewed_breed: str = Field(
+        ..., description=f"A breed, '{MIXED_BREED}', '{NOT_A_DOG}', any other name; '' withdraws the review",
+    )
+    reviewed_by: str = Field("", description="Who reviewed it (written into the results file)")
+
+
+def create_app(library: Library, tagger: Tagger, settings: Settings, classifier: Callable[[], Classifier]) -> FastAPI:
+    """The FastAPI app over a library of tagged folders; `classifier` opens the model for /api/predict."""
+    app = FastAPI(title="Dogtag review", version=__version__, description=__doc__.split("\n\n")[0])
+    predict_lock = threading.Lock()
+    predictor: list[Classifier] = []
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        host = request.headers.get("host")
+        if not host_allowed(host, settings.host, settings.allowed_hosts):
+            return PlainTextResponse(
+                f"Unknown Host header {host!r}: open the page at the address `dogtag review` printed "
+                "(start it with --allow-host NAME to use another name for this machine).", status_code=400)
+        if settings.require_token:
+            given = (request.query_params.get("token") or request.cookies.get(TOKEN_COOKIE)
+                     or _bearer(request.headers.get("authorization")) or request.headers.get("x-dogtag-token"))
+            if not token_matches(given, settings.token):
+                return PlainTextResponse(
+                    "This Dogtag review page needs its access token: open the address that `dogtag review` "
+                    "printed (it ends with ?token=...), or send the header 'Authorization: Bearer TOKEN'.",
+                    status_code=401)
+            if request.method == "GET" and "token" in request.query_params and not request.url.path.startswith("/api/"):
+                rest = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "token"])
+                response = RedirectResponse(request.url.path + (f"?{rest}" if rest else ""), status_code=303)
+                response.set_cookie(TOKEN_COOKIE, settings.token, httponly=True, samesite="strict")
+                return response
+        if request.method not in ("GET", "HEAD", "OPTIONS") and not same_origin(request.headers.get("origin"), host):
+            return PlainTextResponse("Refused: this request comes from a page of another site.", status_code=403)
+        response = await call_next(request)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        if request.url.path == "/" or request.url.path.startswith("/static/"):
+            response.headers["Content-Security-Policy"] = PAGE_POLICY
+        return response
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/api/status", summary="Tagging progress, the reviewed folders, problems and breed names")
+    def status() -> dict:
+        library.refresh()
+        return {
+            "version": __version__,
+            "tagging": tagger.status(),
+            "sources": [
+                {"source": s.index, "results": str(s.results), "reviews": str(s.reviews_file),
+                 "folders": s.folders, "photos": len(s.rows)}
+                for s in library.sources
+            ],
+            "problems": [problem for s in library.sources for problem in s.problems],
+            "labels": list(library.labels),
+            "special_names": [MIXED_BREED, NOT_A_DOG],
+            "intake": str(settings.intake),
+            "xmp": library.xmp,
+            "filters": list(FILTERS),
+            "limits": {"upload_bytes": MAX_UPLOAD_BYTES, "upload_files": MAX_UPLOAD_FILES},
+        }
+
+    @app.get("/api/photos", summary="A page of rows (unsure first) under a filter, with counts")
+    def photos(
+        status: str = Query("all", description=f"One of {', '.join(FILTERS)}"),
+        breed: str = Query("", description="Only rows of this breed (the reviewed one where there is one)"),
+        offset: int = Query(0, ge=0),
+        limit: int = Query(PAGE_SIZE, ge=1, le=1000),
+    ) -> dict:
+        try:
+            return library.listing(status, breed, offset, limit)
+        except ValueError as error:
+            raise HTTPException(400, str(error)) from error
+
+    @app.get("/api/photos/{source}/{path:path}", summary="One row")
+    def photo(source: int, path: str) -> dict:
+        try:
+            found, _ = library.row(source, path)
+            with library.lock:
+                return library.item(found, path)
+        except NotFound as error:
+            raise HTTPException(404, str(error)) from error
+
+    def picture(source: int, path: str, side: int) -> FileResponse:
+        try:
+            file = library.photo_file(source, path)
+            made = rendition(file, side, settings.cache, settings.max_pixels)
+        except NotFound as error:
+            raise HTTPException(404, str(error)) from error
+        except Forbidden as error:
+            raise HTTPException(403, str(error)) from error
+        except PhotoError as error:
+            raise HTTPException(422, f"{path}: {error}") from error
+        return FileResponse(made, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+    @app.get("/api/thumbnail/{source}/{path:path}", summary=f"A JPEG of the photo, at most {THUMBNAIL_SIDE} px")
+    def thumbnail(source: int, path: str) -> FileResponse:
+        return picture(source, path, THUMBNAIL_SIDE)
+
+    @app.get("/api/large/{source}/{path:path}", summary=f"A JPEG of the photo, at most {LARGE_SIDE} px")
+    def large(source: int, path: str) -> FileResponse:
+        return picture(source, path, LARGE_SIDE)
+
+    @app.get("/api/original/{source}/{path:path}", summary="The photo file itself")
+    def original(source: int, path: str) -> FileResponse:
+        try:
+            return FileResponse(library.photo_file(source, path), headers={"Cache-Control": "private, no-cache"})
+        except NotFound as error:
+            raise HTTPException(404, str(error)) from error
+        except Forbidden as error:
+            raise HTTPException(403, str(error)) from error
+
+    @app.post("/api/reviews", summary="Save a correction (durably, before answering)")
+    def save_review(review: ReviewIn) -> dict:
+        try:
+            item, warnings = library.save_review(review.source, review.path, review.reviewed_breed, review.reviewed_by)
+        except NotFound as error:
+            raise HTTPException(404, str(error)) from error
+        except ReviewsFileError as error:
+            raise HTTPException(500, f"NOT saved: {error}") from error
+        return {"item": item, "warnings": warnings}
+
+    upload_body = {"requestBody": {"content": {"multipart/form-data": {"schema": {
+        "type": "object", "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+        "required": ["files"]}}}, "required": True}}
+
+    @app.post("/api/photos", summary="Add photos: kept in the intake folder, tagged at once", openapi_extra=upload_body)
+    async def add_photos(request: Request) -> JSONResponse:
+        uploads = await _read_uploads(request, "files", MAX_UPLOAD_FILES)
+        return await run_in_threadpool(keep_and_tag, uploads)
+
+    def keep_and_tag(uploads: list[tuple[str, bytes]]) -> JSONResponse:
+        kept, errors = [], []
+        for name, data in uploads:
+            try:
+                kept.append(keep_upload(data, name, settings.intake, settings.max_pixels))
+            except UploadError as error:
+                errors.append(str(error))
+        if not kept:
+            return JSONResponse({"detail": "; ".join(errors), "errors": errors, "items": []}, status_code=422)
+        try:
+            source, keys = tagger.tag_uploads(settings.intake, kept)
+        except (TaggingError, ResultsFileError) as error:
+            errors.append(f"kept in {settings.intake}, but not tagged yet ({error}); `dogtag tag` tags them")
+            return JSONResponse({"items": [], "errors": errors})
+        with library.lock:
+            items = [library.item(source, key) for key in keys if key in source.rows]
+        return JSONResponse({"items": items, "errors": errors})
+
+    predict_body = {"requestBody": {"content": {"multipart/form-data": {"schema": {
+        "type": "object", "properties": {"photo": {"type": "string", "format": "binary"}},
+        "required": ["photo"]}}}, "required": True}}
+
+    @app.post("/api/predict", summary="The breeds of one photo (not kept), as a results row", openapi_extra=predict_body)
+    async def predict(request: Request) -> dict:
+        ((name, data),) = await _read_uploads(request, "photo", 1)
+        return await run_in_threadpool(predict_one, name, data)
+
+    def predict_one(name: str, data: bytes) -> dict:
+        settings.cache.mkdir(parents=True, exist_ok=True)
+        suffix = os.path.splitext(name)[1][:10]
+        with tempfile.NamedTemporaryFile(dir=settings.cache, suffix=suffix) as file:
+            file.write(data)
+            file.flush()
+            with predict_lock:
+                if not predictor:
+                    predictor.append(classifier())
+                model = predictor[0]
+                try:
+                    pixels = load_photo(file.name, model.info.input_size, model.info.resize, settings.max_pixels)
+                except PhotoError as error:
+                    raise HTTPException(422, f"{name}: {error}") from error
+                prediction = model.predict_pixels(pixels[None])[0]
+        breed = "" if prediction.status == "not_a_dog" else prediction.breed  # as `dogtag tag` writes it
+        row = Row(path=name, status=prediction.status, breed=breed, confidence=prediction.confidence,
+                  top_k=prediction.top_k, dog_probability=prediction.dog_probability,
+                  model_version=model.info.model_version)
+        return json.loads(format_row(row, "jsonl"))
+
+    return app
+
+
+async def _read_uploads(request: Request, field_name: str, max_files: int) -> list[tuple[str, bytes]]:
+    """The files of a multipart request, refused early when too many or too large."""
+    length = request.headers.get("content-length")
+    if length is None or not length.isdigit():
+        raise HTTPException(411, "send the photos with a Content-Length (a browser does)")
+    if int(length) > max_files * MAX_UPLOAD_BYTES + 2**20:
+        raise HTTPException(413, f"too large: at most {max_files} photos of {MAX_UPLOAD_BYTES // 2**20} MB each")
+    try:
+        form = await request.form(max_files=max_files, max_fields=10)
+    except Exception as error:  # Starlette's MultiPartException, or a body that is not a form
+        raise HTTPException(400, f"not a photo upload ({error}); send multipart/form-data") from error
+    files = [item for item in form.getlist(field_name) if isinstance(item, UploadFile)]
+    if not files:
+        raise HTTPException(400, f"no photo in the upload: send it as the multipart field '{field_name}'")
+    if len(files) > max_files:
+        raise HTTPException(413, f"too many photos at once: at most {max_files}")
+    uploads = []
+    for upload in files:
+        data = await upload.read(MAX_UPLOAD_BYTES + 1)
+        uploads.append((upload.filename or "", data))
+    await form.close()
+    return uploads
+
+
+def _bearer(header: str | None) -> str | None:
+    if header and header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return None

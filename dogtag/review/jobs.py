@@ -1,0 +1,150 @@
+"""Tagging behind the review page: folders with no results yet, and uploaded photos, with progress.
+
+One job at a time, in a background thread, with the same `tag_folders` as `dogtag tag` (so its
+results files, resuming and locks are the same). Uploaded photos land in the intake folder; when
+that folder lies inside a reviewed folder, they are tagged into a results file of their own in the
+cache and their rows appended to the reviewed folder's results file (so tagging an upload never
+re-tags the rest of the folder, whatever model made its rows).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from dogtag.edge_app.classifier import Classifier
+from dogtag.edge_app.images import DEFAULT_MAX_PIXELS
+from dogtag.edge_app.results import ResultsFileError, exclusive_access, format_row, header, read_results
+from dogtag.edge_app.tagging import TaggingError, tag_folders
+from dogtag.edge_app.walk import printable_path
+from dogtag.review.library import Library, Source, apply_reviews, replace_file
+from dogtag.review.security import inside
+
+
+@dataclass
+class Progress:
+    """What the page shows while tagging: `state` is idle, tagging, done or failed."""
+
+    state: str = "idle"
+    done: int = 0
+    total: int = 0
+    folder: str = ""
+    message: str = ""
+    seconds: float = 0.0
+
+
+class Tagger:
+    """Runs tagging jobs one at a time and reports their progress."""
+
+    def __init__(
+        self,
+        library: Library,
+        classifier: Callable[[], Classifier],
+        cache: Path,
+        xmp: bool = False,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ):
+        self.library = library
+        self._classifier_factory = classifier
+        self._classifier: Classifier | None = None
+        self.cache = cache
+        self.xmp = xmp
+        self.max_pixels = max_pixels
+        self.lock = threading.Lock()  # one job at a time; the model is not shared between threads
+        self.progress = Progress()
+
+    def status(self) -> dict:
+        """The progress of the current or last job, as a dict for the page."""
+        return asdict(self.progress)
+
+    def start(self) -> threading.Thread | None:
+        """Tag, in the background, every reviewed folder that has no results yet; None when none."""
+        sources = self.library.untagged()
+        if not sources:
+            return None
+        self.progress = Progress(state="tagging", folder=", ".join(sources[0].folders))
+        thread = threading.Thread(target=self._tag_sources, args=(sources,), name="dogtag-review-tagging", daemon=True)
+        thread.start()
+        return thread
+
+    def tag_uploads(self, intake: Path, photos: list[Path]) -> tuple[Source, list[str]]:
+        """Tag newly kept photos of the intake folder; returns their source and row paths."""
+        source = intake_source(self.library, intake)
+        with self.lock:
+            started = time.monotonic()
+            self.progress = Progress(state="tagging", folder=str(intake), total=len(photos))
+            try:
+                if os.path.realpath(source.base) == os.path.realpath(intake):
+                    self._tag(source.folders, source.results, source.fmt)
+                else:
+                    self._tag_into(source, intake)
+            except (TaggingError, ResultsFileError) as error:
+                self.progress = Progress(state="failed", folder=str(intake), message=str(error))
+                raise
+            self.progress = Progress(state="done", folder=str(intake), done=len(photos), total=len(photos),
+                                     seconds=time.monotonic() - started)
+        self.library.refresh(now=True)
+        return source, [printable_path(os.path.relpath(photo, source.base)) for photo in photos]
+
+    def classifier(self) -> Classifier:
+        """The model, opened on first use (call with `lock` held)."""
+        if self._classifier is None:
+            self._classifier = self._classifier_factory()
+        return self._classifier
+
+    def _tag_sources(self, sources: list[Source]) -> None:
+        with self.lock:
+            started = time.monotonic()
+            for source in sources:
+                try:
+                    self._tag(source.folders, source.results, source.fmt)
+                except Exception as error:  # shown on the page; the server goes on serving
+                    self.progress = Progress(state="failed", folder=", ".join(source.folders), message=str(error))
+                    return
+            self.progress = replace(self.progress, state="done", seconds=time.monotonic() - started)
+        self.library.refresh(now=True)
+
+    def _tag(self, folders: list[str], results: Path, fmt: str) -> None:
+        def progress(done: int, total: int) -> None:
+            self.progress = replace(self.progress, done=done, total=total, folder=", ".join(folders))
+
+        tag_folders(folders, self.classifier(), out=results, fmt=fmt, xmp=self.xmp, max_pixels=self.max_pixels,
+                    progress=progress)
+
+    def _tag_into(self, source: Source, intake: Path) -> None:
+        """Tag the intake folder into its own results file in the cache, then add its new rows to `source`'s."""
+        own = self.cache / f"intake-{hashlib.sha256(os.path.realpath(intake).encode()).hexdigest()[:16]}.csv"
+        own.parent.mkdir(parents=True, exist_ok=True)
+        self._tag([str(intake)], own, "csv")
+        rows, _ = read_results(own, "csv")
+        prefix = printable_path(os.path.relpath(intake, source.base))
+        with exclusive_access(source.results):
+            known = {row.path for row in read_results(source.results, source.fmt)[0]}
+            new = [replace(row, path=f"{prefix}/{row.path}", line="") for row in rows]
+            new = [row for row in new if row.path not in known]
+            if not new:
+                return
+            try:
+                data = source.results.read_bytes()
+            except FileNotFoundError:
+                data = b""
+            data = apply_reviews(data, source.fmt, {})  # a file of the older columns gets all of them
+            if data and not data.endswith(b"\n"):
+                data += b"\n"  # a torn last line stays on its own line
+            if not data:
+                data = header(source.fmt).encode("utf-8")
+            data += "".join(format_row(row, source.fmt) for row in new).encode("utf-8")
+            replace_file(source.results, data)
+
+
+def intake_source(library: Library, intake: Path) -> Source:
+    """The reviewed source whose folders hold the intake folder."""
+    for source in library.sources:
+        if any(inside(folder, intake) for folder in source.folders):
+            return source
+    raise ValueError(f"{intake}: the intake folder is not inside any reviewed folder")
