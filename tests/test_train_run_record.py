@@ -334,7 +334,7 @@ def test_the_export_command_attaches_its_verification_to_the_run(tmp_path, mini_
 def test_the_bench_command_attaches_each_row_to_the_run_its_model_came_from(tmp_path, client, monkeypatch):
     # A measured report replayed (run_benchmark is not run) onto model files laid out as the bundled
     # ones are: NAME_FORMAT files beside verification_NAME.json, whose file names are the export's.
-    measured = json.loads((REPO / "benchmarks" / "results" / "bench.json").read_text())
+    measured = json.loads((REPO / "dogtag" / "benchmarks" / "results" / "bench.json").read_text())
     models, runs, owner = tmp_path / "models", {}, {}
     models.mkdir()
     for row in measured["rows"]:
