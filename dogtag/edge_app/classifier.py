@@ -4,9 +4,9 @@
     prediction = Classifier().predict("rex.jpg")   # a photo's path, an HxWx3 uint8 array or a PIL image
     prediction.breed, prediction.confidence, prediction.top_k, prediction.dog_probability
 
-A prediction's status applies the thresholds the model carries (tuned on validation data):
-`not_a_dog` when the dog probability is below min_dog, else `unsure` when the best breed's
-probability is below min_confidence, else `dog`. Its top_k lists the best breed and the next
+A prediction's status applies the thresholds the model carries (tuned on validation data), by the
+one rule every stage uses (`statuses`): `not_a_dog` when the dog probability is below min_dog, else
+`unsure` when the best breed's probability is below min_confidence, else `dog`. Its top_k lists the best breed and the next
 ones down to MIN_ALTERNATIVE: an alternative the model gives almost nothing says nothing, and would
 be whichever breed comes first in the label list.
 """
@@ -43,6 +43,33 @@ class Prediction:
     top_k: tuple[tuple[str, float], ...]  # (breed, probability), best first; alternatives >= MIN_ALTERNATIVE
     dog_probability: float | None
     status: str
+
+
+def statuses(
+    confidences: np.ndarray | Sequence[float],
+    dog_probabilities: np.ndarray | Sequence[float] | None,
+    min_confidence: float,
+    min_dog: float,
+) -> np.ndarray:
+    """The status of each photo ('dog', 'unsure' or 'not_a_dog'): the unsure rule, for every stage.
+
+    `not_a_dog` when its dog probability is below `min_dog` (never, for a model without a dog
+    output: `dog_probabilities` None), else `unsure` when its best breed's probability is below
+    `min_confidence`, else `dog`. Training and benchmarks count with this rule, so their figures
+    are what the edge app does.
+    """
+    confidences = np.asarray(confidences, dtype=float)
+    if dog_probabilities is None:
+        not_a_dog = np.zeros(confidences.shape, dtype=bool)
+    else:
+        not_a_dog = np.asarray(dog_probabilities, dtype=float) < min_dog
+    return np.where(not_a_dog, "not_a_dog", np.where(confidences < min_confidence, "unsure", "dog"))
+
+
+def photo_status(confidence: float, dog_probability: float | None, min_confidence: float, min_dog: float) -> str:
+    """The status of one photo under the unsure rule (see `statuses`)."""
+    dogs = None if dog_probability is None else [dog_probability]
+    return str(statuses([confidence], dogs, min_confidence, min_dog)[0])
 
 
 def default_model_path(name: str | None = None) -> Path:
@@ -127,10 +154,8 @@ class Classifier:
         ]
 
     def status(self, confidence: float, dog_probability: float | None) -> str:
-        """`not_a_dog`, `unsure` or `dog` under this classifier's thresholds."""
-        if dog_probability is not None and dog_probability < self.min_dog:
-            return "not_a_dog"
-        return "unsure" if confidence < self.min_confidence else "dog"
+        """`not_a_dog`, `unsure` or `dog` under this classifier's thresholds (see `statuses`)."""
+        return photo_status(confidence, dog_probability, self.min_confidence, self.min_dog)
 
     def _prediction(self, probabilities: np.ndarray, dog_probability: float | None) -> Prediction:
         best = np.argsort(-probabilities, kind="stable")[: self.top_k]
