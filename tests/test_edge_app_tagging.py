@@ -321,6 +321,17 @@ def test_results_can_be_json_lines_written_outside_the_folder(tmp_path, model, p
     assert not (folder / RESULTS).exists() and not list(folder.glob("dogtag-results*"))
 
 
+def test_a_folder_tagged_into_json_lines_is_resumed_by_a_run_without_format(model, photos):
+    folder, expected = photos
+    assert tag(folder, "--model", model, "--format", "jsonl").exit_code == 0
+
+    again = tag(folder, "--model", model)
+
+    assert again.exit_code == 0, again.output
+    assert "Tagged 0 photos" in again.output and f"{len(expected)} were already done" in again.output
+    assert sorted(path.name for path in folder.glob("dogtag-results*")) == ["dogtag-results.jsonl"]
+
+
 def test_several_folders_get_a_results_file_each_or_share_one_with_out(tmp_path, model):
     for kennel in ("north", "south"):
         make_breed_photo(tmp_path / kennel / "rex.jpg", 0)

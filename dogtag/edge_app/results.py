@@ -1,5 +1,10 @@
 """The results file: one row per photo, CSV or JSON Lines, written so that no crash can damage it.
 
+This module is the file's one owner: which results file a folder has (`find_results`), its columns
+(`Row`, `FIELDS`), reading it with its damaged lines (`read_results`, `read_results_file`), appending
+(`ResultsWriter`), and every rewrite (`write_results`, `rewrite_rows`, `add_rows`). Adding a column
+means editing this module (and `reviews.py` when a person sets it).
+
 Crash safety, by design:
 - Rows are appended with one `write` call each (a killed process leaves whole rows; the kernel
   finishes a write it has started) and the file is fsynced after every batch.
@@ -25,7 +30,7 @@ import io
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -65,6 +70,48 @@ class Row:
     reviewed_by: str = ""
     reviewed_at: str = ""
     line: str = field(default="", compare=False, repr=False)  # the text read back, kept verbatim on rewrite
+
+
+@dataclass(frozen=True)
+class ResultsFile:
+    """One results file and the folders whose photos it lists."""
+
+    path: Path
+    fmt: str
+    base: str  # row paths are relative to this folder
+    folders: tuple[str, ...]
+
+
+@dataclass
+class ResultsContent:
+    """What a results file holds, as read: its rows, whether every line was a whole row, and which were not."""
+
+    rows: list[Row]
+    whole: bool
+    damaged: list[tuple[int, str]]  # (line number, the line's start) of each non-empty line that is no row
+
+
+def find_results(
+    folders: list[str], out: str | os.PathLike | None = None, fmt: str | None = None
+) -> list[ResultsFile]:
+    """The results files of these folders, as `dogtag tag`, `watch` and `review` use them.
+
+    With `out`: that one file for every folder (row paths relative to the folders' common parent).
+    Without: each folder's own `dogtag-results.<fmt>`; with no format asked, the .jsonl a folder
+    already has (and no .csv), else the .csv, so a rerun finds the file an earlier run wrote.
+    """
+    if out is not None:
+        base = folders[0] if len(folders) == 1 else os.path.commonpath([os.path.abspath(f) for f in folders])
+        return [ResultsFile(Path(out), format_for(out, fmt), base, tuple(folders))]
+    found = []
+    for folder in folders:
+        if fmt is None:
+            csv_file, jsonl_file = default_results_path(folder, "csv"), default_results_path(folder, "jsonl")
+            path = jsonl_file if jsonl_file.exists() and not csv_file.exists() else csv_file
+        else:
+            path = default_results_path(folder, format_for("", fmt))
+        found.append(ResultsFile(path, format_for(path), folder, (folder,)))
+    return found
 
 
 def default_results_path(folder: str | os.PathLike, fmt: str = "csv") -> Path:
@@ -194,66 +241,172 @@ def read_results(path: str | os.PathLike, fmt: str) -> tuple[list[Row], bool]:
     column) before rows are appended to it. Raises ResultsFileError when the file is not a Dogtag
     results file at all, so that a file the user cares about is never rewritten.
     """
+    content = read_results_file(path, fmt)
+    return content.rows, content.whole
+
+
+def read_results_file(path: str | os.PathLike, fmt: str) -> ResultsContent:
+    """A results file's rows, whether it is whole, and its damaged lines (see `read_results`)."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        return [], True
+        return ResultsContent([], True, [])
     except OSError as error:
         raise ResultsFileError(f"{path}: cannot read the results file ({error.strerror or error})") from error
     *lines, tail = data.split(b"\n")  # `tail` is what follows the last newline: empty unless torn
     whole = not tail
+    damaged = []
     older_columns = False
+    first_number = 1
     if fmt == "csv":
         if not lines:
-            return [], whole  # empty, or killed while writing the header
-        first = lines[0].decode("utf-8", "replace").lstrip(_BOM)
-        older_columns = first == ",".join(FIELDS_BEFORE_REVIEWS)
+            return ResultsContent([], whole, [])  # empty, or killed while writing the header
+        older_columns = _older_header(lines[0])
         if older_columns:
             whole = False
-        elif first != ",".join(FIELDS):
+        elif not _current_header(lines[0]):
             raise ResultsFileError(
                 f"{path}: this file exists but is not a Dogtag results file of this version "
                 "(its first line is not the expected header); choose another --out, or move it away"
             )
-        lines = lines[1:]
+        lines, first_number = lines[1:], 2
     rows = []
-    for raw in lines:
-        row = None if b"\0" in raw else _decode_row(raw, fmt)
+    for number, raw in enumerate(lines, first_number):
+        row = decode_row(raw, fmt)
         if row is not None and older_columns:
             row = replace(row, line="")  # written again with every column
         if row is None:
             whole = False
+            if raw:
+                damaged.append((number, _start(raw)))
         else:
             rows.append(row)
+    if tail:
+        damaged.append((first_number + len(lines), _start(tail)))
     if fmt == "jsonl" and lines and not rows:
         raise ResultsFileError(
             f"{path}: this file exists but holds no Dogtag results; choose another --out, or move it away"
         )
-    return rows, whole
+    return ResultsContent(rows, whole, damaged)
 
 
-def _decode_row(raw: bytes, fmt: str) -> Row | None:
+def decode_row(raw: bytes, fmt: str) -> Row | None:
+    """A row from one line's bytes (newline left out); None when they are not a whole, valid row."""
+    if b"\0" in raw:
+        return None
     try:
         return parse_row(raw.decode("utf-8"), fmt)
     except UnicodeDecodeError:
         return None
 
 
+def _start(raw: bytes) -> str:
+    return raw[:60].decode("utf-8", "replace").replace("\0", "")
+
+
+def _older_header(line: bytes) -> bool:
+    return line.decode("utf-8", "replace").lstrip(_BOM) == ",".join(FIELDS_BEFORE_REVIEWS)
+
+
+def _current_header(line: bytes) -> bool:
+    return line.decode("utf-8", "replace").lstrip(_BOM) == ",".join(FIELDS)
+
+
 def write_results(path: str | os.PathLike, fmt: str, rows: list[Row]) -> None:
     """Replace the results file with exactly these rows, atomically (temporary file, then rename)."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.tmp")
     text = header(fmt) + "".join(row.line or format_row(row, fmt) for row in rows)
+    _replace_file(Path(path), text.encode("utf-8"))
+
+
+def rewrite_rows(
+    path: str | os.PathLike, fmt: str, change: Callable[[Row], Row], only: Iterable[str] | None = None
+) -> None:
+    """Rewrite the results file atomically with `change(row)` in place of each row (of the paths in `only`,
+    when given); every other line stays byte for byte, damaged ones too.
+
+    A CSV file with the columns from before reviews gets the new header and every row written with
+    every column. Call it holding `exclusive_access`. Raises FileNotFoundError when the file is gone,
+    ResultsFileError when it cannot be written.
+    """
+    path = Path(path)
+    lines = _updated_lines(path.read_bytes().split(b"\n"), fmt, change, only)
+    _replace_file(path, b"\n".join(lines))
+
+
+def add_rows(path: str | os.PathLike, fmt: str, rows: list[Row]) -> None:
+    """Add rows at the end of a results file in one atomic rewrite, keeping every line it has.
+
+    A CSV file of the older columns gets every column first; a torn last line stays, on its own line.
+    Call it holding `exclusive_access`; ResultsFileError when the file cannot be written.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        data = b""
+    except OSError as error:
+        raise ResultsFileError(f"{path}: cannot read the results file ({error.strerror or error})") from error
+    if data:
+        data = b"\n".join(_updated_lines(data.split(b"\n"), fmt, lambda row: row, only=()))
+    if data and not data.endswith(b"\n"):
+        data += b"\n"
+    if not data:
+        data = header(fmt).encode("utf-8")
+    _replace_file(path, data + "".join(format_row(row, fmt) for row in rows).encode("utf-8"))
+
+
+def _updated_lines(
+    lines: list[bytes], fmt: str, change: Callable[[Row], Row], only: Iterable[str] | None
+) -> list[bytes]:
+    """The lines of a results file with `change` applied to the rows of `only` (every row when None)."""
+    start, older = 0, False
+    if fmt == "csv" and lines and lines[0]:
+        older = _older_header(lines[0])
+        if older:
+            lines[0] = header("csv").rstrip("\n").encode("utf-8")
+        start = 1
+    only = None if only is None else set(only)
+    needles = None if only is None else [_needle(key) for key in only]
+    for number in range(start, len(lines)):
+        raw = lines[number]
+        if not raw or (not older and needles is not None and not any(needle in raw for needle in needles)):
+            continue
+        row = decode_row(raw, fmt)
+        if row is None or (not older and only is not None and row.path not in only):
+            continue
+        changed = change(row)
+        if changed is not row or older:
+            lines[number] = format_row(changed, fmt).rstrip("\n").encode("utf-8")
+    return lines
+
+
+def _replace_file(path: Path, data: bytes) -> None:
+    """Replace a file with `data` atomically: temporary file, fsync, rename, fsync of the folder."""
+    temporary = path.with_name(f".{path.name}.tmp")
     try:
         with open(temporary, "wb") as file:
-            file.write(text.encode("utf-8"))
+            file.write(data)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
     except OSError as error:
         raise ResultsFileError(f"{path}: cannot write the results file ({error.strerror or error})") from error
     sync_folder(path.parent)
+
+
+def _needle(key: str) -> bytes:
+    """Bytes that the line of `key`'s row holds verbatim: a cheap test before parsing a line.
+
+    The start of the file name, up to its first character that CSV or JSON might quote or escape.
+    """
+    name = os.path.basename(key)
+    plain = len(name)
+    for position, char in enumerate(name):
+        if not (char.isalnum() or char in " -_.()"):
+            plain = position
+            break
+    return name[:plain].encode("utf-8")
 
 
 class ResultsWriter:

@@ -13,6 +13,10 @@ the history of who said what. `dogtag tag` copies each photo's latest review int
 (reviewed_breed, reviewed_by, reviewed_at) and `--xmp` writes the reviewed breed; the model's own
 columns stay as the model said. A later training step reads `read_reviews` and the labels.
 
+This module owns corrections: how a person's answer becomes a `Review` (`correction`), the reviews
+file, and how reviews are applied to rows (`with_review`) and to a results file (`apply_reviews`,
+through `results.rewrite_rows`, the results file's one writer).
+
 Crash safety, as for the results file: one write per line (O_APPEND) and an fsync; a torn last
 line is skipped when reading and closed with a newline before the next line is appended; an append
 holds a lock on the file, so two writers (two browser tabs, two servers) never interleave.
@@ -26,7 +30,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from dogtag.edge_app.results import Row, one_line, sync_folder
+from dogtag.edge_app.results import Row, one_line, rewrite_rows, sync_folder
 
 MIXED_BREED = "mixed breed"
 NOT_A_DOG = "not a dog"
@@ -71,6 +75,17 @@ def review_kind(name: str, labels: tuple[str, ...] | list[str]) -> str:
     if name == NOT_A_DOG:
         return "not_a_dog"
     return "breed" if name in labels else "other"
+
+
+def correction(row: Row, name: str | None, reviewer: str | None, labels: tuple[str, ...] | list[str]) -> Review:
+    """A person's answer for the photo of `row` as a review: `name` a breed, mixed breed, not a dog,
+    another breed, or '' to withdraw the review; reviewer and time are kept only for an answer."""
+    name = clean_name(name)
+    return Review(
+        path=row.path, reviewed_breed=name, kind=review_kind(name, labels),
+        reviewed_by=clean_name(reviewer) if name else "", reviewed_at=timestamp() if name else "",
+        model_status=row.status, model_breed=row.breed,
+    )
 
 
 def timestamp(seconds: float | None = None) -> str:
@@ -138,6 +153,15 @@ def with_review(row: Row, review: Review | None) -> Row:
     if (row.reviewed_breed, row.reviewed_by, row.reviewed_at) == fields:
         return row
     return replace(row, reviewed_breed=fields[0], reviewed_by=fields[1], reviewed_at=fields[2], line="")
+
+
+def apply_reviews(results: str | os.PathLike, fmt: str, reviews: dict[str, Review]) -> None:
+    """Show these reviews in the results file's rows (one atomic rewrite; every other line unchanged).
+
+    Call it holding the results file's `exclusive_access`. FileNotFoundError when the results file is
+    gone, ResultsFileError when it cannot be written: the reviews stay safe in the reviews file.
+    """
+    rewrite_rows(results, fmt, lambda row: with_review(row, reviews.get(row.path)), only=reviews)
 
 
 def sidecar_breed(row: Row) -> str | None:

@@ -40,12 +40,12 @@ import numpy as np
 from dogtag.edge_app.classifier import Classifier
 from dogtag.edge_app.images import DEFAULT_MAX_PIXELS, PhotoError, load_photo
 from dogtag.edge_app.results import (
+    ResultsFile,
     ResultsFileError,
     ResultsWriter,
     Row,
-    default_results_path,
     exclusive_access,
-    format_for,
+    find_results,
     format_mtime,
     parse_mtime,
     read_results,
@@ -171,12 +171,11 @@ def tag_folders(
         check_sort_folder(outputs.sort_into)
     try:
         with ExitStack() as locks:
-            groups = _results_files(folders, out, fmt)
-            for results, *_ in groups:
-                locks.enter_context(exclusive_access(results))
+            found = find_results(folders, out, fmt)
+            for results in found:
+                locks.enter_context(exclusive_access(results.path))
             plans = [
-                _plan(results, fmt_, base, group, classifier, recursive, sort_into, restart, ready, retry_errors)
-                for results, fmt_, base, group in groups
+                _plan(results, classifier, recursive, sort_into, restart, ready, retry_errors) for results in found
             ]
             if outputs.xmp:
                 _check_sidecar_folders(plans)
@@ -256,23 +255,12 @@ def _run(
     return summary
 
 
-def _results_files(
-    folders: list[str], out: str | os.PathLike | None, fmt: str | None
-) -> list[tuple[Path, str, str, list[str]]]:
-    """(results file, format, base folder for relative paths, folders) for each results file to write."""
-    if out is None:
-        fmt = format_for("", fmt)
-        return [(default_results_path(folder, fmt), fmt, folder, [folder]) for folder in folders]
-    base = folders[0] if len(folders) == 1 else os.path.commonpath([os.path.abspath(f) for f in folders])
-    return [(Path(out), format_for(out, fmt), base, folders)]
-
-
 def _plan(
-    results: Path, fmt: str, base: str, folders: list[str], classifier: Classifier,
-    recursive: bool, sort_into: str | os.PathLike | None, restart: bool,
+    target: ResultsFile, classifier: Classifier, recursive: bool, sort_into: str | os.PathLike | None, restart: bool,
     ready: Callable[[str], bool] | None = None, retry_errors: bool = True,
 ) -> _Plan:
     """Walk the folders and split their photos into done (by an earlier run) and to do."""
+    results, fmt, base = target.path, target.fmt, target.base
     folder_errors: list[Row] = []
     version = classifier.info.model_version
 
@@ -283,7 +271,7 @@ def _plan(
 
     results_file = os.path.abspath(results)
     found: dict[str, str] = {}  # a photo inside two of the given folders is tagged once
-    for folder in folders:
+    for folder in target.folders:
         skip = (sort_into,) if sort_into is not None else ()
         for path in find_photos(folder, recursive=recursive, skip_folders=skip, on_error=folder_error):
             key = printable_path(os.path.relpath(path, base))

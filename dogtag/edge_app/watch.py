@@ -53,7 +53,7 @@ from dogtag.edge_app.cli import (
     top_k_option,
 )
 from dogtag.edge_app.images import DEFAULT_MAX_PIXELS, PHOTO_SUFFIXES, pillow_pixel_limit
-from dogtag.edge_app.results import default_results_path, format_for
+from dogtag.edge_app.results import find_results
 from dogtag.edge_app.tagging import DEFAULT_BATCH_SIZE, Summary, TaggingError, tag_folders
 from dogtag.edge_app.walk import find_photos
 
@@ -439,10 +439,8 @@ class Watch:
         return new
 
     def _results_name(self) -> str:
-        out = self.options["out"]
-        if out is not None:
-            return os.fspath(out)
-        return os.fspath(default_results_path(self.folder, format_for("", self.options["fmt"])))
+        (found,) = find_results([self.folder], self.options["out"], self.options["fmt"])
+        return os.fspath(found.path)
 
     def close(self) -> None:
         """Release the wake-up sockets."""

@@ -19,10 +19,10 @@ from pathlib import Path
 
 from dogtag.edge_app.classifier import Classifier
 from dogtag.edge_app.images import DEFAULT_MAX_PIXELS
-from dogtag.edge_app.results import ResultsFileError, exclusive_access, format_row, header, read_results
+from dogtag.edge_app.results import ResultsFileError, add_rows, exclusive_access, read_results
 from dogtag.edge_app.tagging import TaggingError, tag_folders
 from dogtag.edge_app.walk import printable_path
-from dogtag.review.library import Library, Source, apply_reviews, replace_file
+from dogtag.review.library import Library, Source
 from dogtag.review.security import inside
 
 
@@ -127,19 +127,8 @@ class Tagger:
             known = {row.path for row in read_results(source.results, source.fmt)[0]}
             new = [replace(row, path=f"{prefix}/{row.path}", line="") for row in rows]
             new = [row for row in new if row.path not in known]
-            if not new:
-                return
-            try:
-                data = source.results.read_bytes()
-            except FileNotFoundError:
-                data = b""
-            data = apply_reviews(data, source.fmt, {})  # a file of the older columns gets all of them
-            if data and not data.endswith(b"\n"):
-                data += b"\n"  # a torn last line stays on its own line
-            if not data:
-                data = header(source.fmt).encode("utf-8")
-            data += "".join(format_row(row, source.fmt) for row in new).encode("utf-8")
-            replace_file(source.results, data)
+            if new:
+                add_rows(source.results, source.fmt, new)
 
 
 def intake_source(library: Library, intake: Path) -> Source:

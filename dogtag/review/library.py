@@ -24,27 +24,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dogtag.edge_app.results import (
-    FIELDS_BEFORE_REVIEWS,
     ResultsFileError,
     Row,
-    default_results_path,
     exclusive_access,
-    format_for,
+    find_results,
     format_row,
-    header,
-    parse_row,
-    read_results,
+    read_results_file,
 )
 from dogtag.edge_app.reviews import (
     Review,
     ReviewsFileError,
     append_review,
-    clean_name,
+    apply_reviews,
+    correction,
     read_review_log,
-    review_kind,
     reviews_path,
     sidecar_breed,
-    timestamp,
     with_review,
 )
 from dogtag.edge_app.walk import find_photos, printable_path
@@ -88,22 +83,6 @@ class Source:
         return reviews_path(self.results)
 
 
-def results_files(folders: list[str], results: str | os.PathLike | None = None) -> list[tuple[Path, str, str, list[str]]]:
-    """(results file, format, base folder, folders) to review, found as `dogtag tag` writes them.
-
-    Without `results`: each folder's own dogtag-results.csv, else its .jsonl (a new folder gets a CSV).
-    """
-    if results is not None:
-        base = folders[0] if len(folders) == 1 else os.path.commonpath([os.path.abspath(f) for f in folders])
-        return [(Path(results), format_for(results), base, list(folders))]
-    found = []
-    for folder in folders:
-        csv_file, jsonl_file = default_results_path(folder, "csv"), default_results_path(folder, "jsonl")
-        path = jsonl_file if jsonl_file.exists() and not csv_file.exists() else csv_file
-        found.append((path, format_for(path), folder, [folder]))
-    return found
-
-
 class Library:
     """Every reviewed source, kept in step with the disk; thread-safe (the server answers in threads)."""
 
@@ -117,8 +96,8 @@ class Library:
         self.labels = tuple(labels)
         self.xmp = xmp
         self.sources = [
-            Source(index, path, fmt, base, group)
-            for index, (path, fmt, base, group) in enumerate(results_files(list(folders), results))
+            Source(index, found.path, found.fmt, found.base, list(found.folders))
+            for index, found in enumerate(find_results(list(folders), results))
         ]
         self.lock = threading.RLock()
         self._order: list[tuple[Source, str]] | None = None
@@ -215,12 +194,7 @@ class Library:
         with self.lock:
             self.refresh()
             source, row = self.row(index, key)
-            name = clean_name(name)
-            review = Review(
-                path=key, reviewed_breed=name, kind=review_kind(name, self.labels),
-                reviewed_by=clean_name(reviewer) if name else "", reviewed_at=timestamp() if name else "",
-                model_status=row.status, model_breed=row.breed,
-            )
+            review = correction(row, name, reviewer, self.labels)
             append_review(source.reviews_file, review)
             source.reviews[key] = review
             source.rows[key] = with_review(row, review)
@@ -239,12 +213,16 @@ class Library:
         stamp = _stamp(source)
         source.problems = []
         try:
-            rows, whole = read_results(source.results, source.fmt)
+            content = read_results_file(source.results, source.fmt)
         except ResultsFileError as error:
-            rows, whole = [], True
+            content = None
             source.problems.append(str(error))
-        if not whole:
-            source.problems += damaged_rows(source.results, source.fmt)
+        rows = content.rows if content else []
+        source.problems += [
+            f"{source.results}, line {number}: damaged row, not shown ({start!r}...); the other rows are. "
+            "Run `dogtag tag` on the folder to tag that photo again"
+            for number, start in (content.damaged if content else [])
+        ]
         source.rows = {row.path: row for row in rows}  # later rows win, as in `dogtag tag`
         source.unwritten = set()
         self._load_reviews(source)
@@ -285,9 +263,7 @@ class Library:
         try:
             with exclusive_access(source.results):
                 unchanged = bool(source.stamp) and _file_stamp(source.results) == source.stamp[0]
-                data = source.results.read_bytes()
-                text = apply_reviews(data, source.fmt, {key: source.reviews[key] for key in source.unwritten})
-                replace_file(source.results, text)
+                apply_reviews(source.results, source.fmt, {key: source.reviews[key] for key in source.unwritten})
         except FileNotFoundError:
             return f"{source.results}: the results file is gone; the review is kept in {source.reviews_file.name}"
         except (ResultsFileError, OSError) as error:
@@ -316,88 +292,6 @@ class Library:
         except XmpError as error:
             return str(error)
         return ""
-
-
-def apply_reviews(data: bytes, fmt: str, reviews: dict[str, Review]) -> bytes:
-    """A results file's bytes with these reviews written into their rows; every other line unchanged.
-
-    A CSV file with the columns from before reviews gets the new header and every row rewritten.
-    """
-    lines = data.split(b"\n")
-    start = 0
-    older = False
-    if fmt == "csv" and lines and lines[0]:
-        older = lines[0].decode("utf-8", "replace").lstrip("\ufeff") == ",".join(FIELDS_BEFORE_REVIEWS)
-        if older:
-            lines[0] = header("csv").rstrip("\n").encode("utf-8")
-        start = 1
-    needles = [_needle(key) for key in reviews]
-    for number in range(start, len(lines)):
-        raw = lines[number]
-        if not raw or (not older and not any(needle in raw for needle in needles)):
-            continue
-        try:
-            row = parse_row(raw.decode("utf-8"), fmt)
-        except UnicodeDecodeError:
-            row = None
-        if row is None or (not older and row.path not in reviews):
-            continue
-        updated = with_review(row, reviews.get(row.path))
-        lines[number] = format_row(updated, fmt).rstrip("\n").encode("utf-8")
-    return b"\n".join(lines)
-
-
-def replace_file(path: Path, data: bytes) -> None:
-    """Replace a file with `data` atomically (temporary file, fsync, rename, fsync of the folder)."""
-    temporary = path.with_name(f".{path.name}.review.tmp")
-    with open(temporary, "wb") as file:
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def damaged_rows(path: Path, fmt: str) -> list[str]:
-    """One message per line of a results file that is not a whole row, naming the line and its start."""
-    try:
-        lines = path.read_bytes().split(b"\n")
-    except OSError:
-        return []
-    messages = []
-    first = 2 if fmt == "csv" else 1
-    for number, raw in enumerate(lines[first - 1 :], first):
-        if not raw:
-            continue
-        try:
-            row = None if b"\0" in raw else parse_row(raw.decode("utf-8"), fmt)
-        except UnicodeDecodeError:
-            row = None
-        if row is None:
-            start = raw[:60].decode("utf-8", "replace").replace("\0", "")
-            messages.append(
-                f"{path}, line {number}: damaged row, not shown ({start!r}...); the other rows are. "
-                "Run `dogtag tag` on the folder to tag that photo again"
-            )
-    return messages
-
-
-def _needle(key: str) -> bytes:
-    """Bytes that the line of `key`'s row holds verbatim: a cheap test before parsing a line.
-
-    The start of the file name, up to its first character that CSV or JSON might quote or escape.
-    """
-    name = os.path.basename(key)
-    plain = len(name)
-    for position, char in enumerate(name):
-        if not (char.isalnum() or char in " -_.()"):
-            plain = position
-            break
-    return name[:plain].encode("utf-8")
 
 
 def _sort_key(row: Row) -> tuple:
