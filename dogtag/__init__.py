@@ -10,7 +10,7 @@ page), `dogtag.train`, `dogtag.export`, `dogtag.benchmarks`, and `dogtag.models`
 __version__ = "0.1.0"
 
 # The public Python call, imported on first use so that `dogtag --help` stays quick.
-_PUBLIC = {"Classifier", "Prediction", "PhotoError", "ModelFileError", "tag_folders"}
+_PUBLIC = {"Classifier", "Prediction", "PhotoError", "ModelFileError", "TagOptions", "tag_folders"}
 __all__ = sorted(_PUBLIC)
 
 

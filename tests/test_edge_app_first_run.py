@@ -319,7 +319,9 @@ main(sys.argv[2:], prog_name='dogtag')
      r"`dogtag train` needs (keras|tensorflow), which is not installed\. Install the extra: pip install 'dogtag\[train\]'"),
     ("scipy", ["bench", "--quick", "--data", "{data}", "--models", "{model}"],
      r"`dogtag bench` needs scipy, which is not installed\. Install the extra: pip install 'dogtag\[bench\]'"),
-], ids=["train", "bench"])
+    ("fastapi", ["review", "{data}", "--no-browser"],
+     r"`dogtag review` needs fastapi, which is not installed\. Install the extra: pip install 'dogtag\[review\]'"),
+], ids=["train", "bench", "review"])
 def test_a_command_whose_extra_is_not_installed_says_which_to_install(tmp_path, model, blocked, command, message):
     data = tmp_path / "stanford-dogs"
     (data / "Images").mkdir(parents=True)

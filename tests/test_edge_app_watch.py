@@ -18,6 +18,7 @@ import dogtag.edge_app.tagging
 import dogtag.edge_app.watch
 from dogtag.cli import main
 from dogtag.edge_app.classifier import Classifier
+from dogtag.edge_app.options import TagOptions
 from dogtag.edge_app.tagging import TaggingError, tag_folders
 from dogtag.edge_app.watch import Poller, Settling, Watch, choose_watcher, filesystem_type
 from tests.edge_fixtures import make_breed_photo, truncated_jpeg
@@ -91,7 +92,7 @@ def test_photos_landing_in_the_folder_get_one_row_each_and_are_never_read_half_w
     make_breed_photo(folder / "already-there.jpg", 0, seed=1)
     slow = make_breed_photo(tmp_path / "camera" / "slow.jpg", 1, seed=2, size=256, quality=95).read_bytes()
     log: list[str] = []
-    running = Running(Watch(folder, Classifier(model), settle=SETTLE, poll=poll, xmp=True, log=log.append))
+    running = Running(Watch(folder, Classifier(model), TagOptions(xmp=True), settle=SETTLE, poll=poll, log=log.append))
     try:
         wait_for(lambda: row_paths(folder) == {"already-there.jpg"}, what="the photo there at the start")
 

@@ -17,6 +17,7 @@ pytest.importorskip("fastapi", reason="the review page needs the review extra: p
 from fastapi.testclient import TestClient  # noqa: E402
 
 from dogtag.edge_app.classifier import Classifier  # noqa: E402
+from dogtag.edge_app.options import TagOptions  # noqa: E402
 from dogtag.edge_app.results import FIELDS_BEFORE_REVIEWS, Row, exclusive_access, read_results, write_results  # noqa: E402
 from dogtag.edge_app.reviews import read_review_log, reviews_path  # noqa: E402
 from dogtag.edge_app.tagging import tag_folders  # noqa: E402
@@ -68,7 +69,7 @@ def review(client, path, breed, who="Ana", source=0):
 
 
 def tag(folder, **options):
-    return tag_folders([folder], Classifier(MODEL, num_threads=1), **options)
+    return tag_folders([folder], Classifier(MODEL, num_threads=1), TagOptions(**options))
 
 
 # ---- looking ----------------------------------------------------------------------------------------

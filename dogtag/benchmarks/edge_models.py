@@ -17,6 +17,7 @@ from dogtag.benchmarks.photos import Workspace
 from dogtag.benchmarks.settings import BenchSettings
 from dogtag.edge_app.classifier import Classifier
 from dogtag.edge_app.model_file import ModelInfo
+from dogtag.edge_app.options import TagOptions
 from dogtag.edge_app.tagging import tag_folders
 
 MODEL_SUFFIXES = (".tflite", ".onnx")
@@ -94,8 +95,8 @@ def _tag(classifier: Classifier, folder: Path, work: Workspace, name: str, setti
          row: dict) -> float:
     """Photos per second of `tag_folders` (walk, decode, resize, infer, write) over `folder`."""
     started = time.perf_counter()
-    summary = tag_folders([folder], classifier, out=work.results_file(name), restart=True,
-                          batch_size=settings.batch_size)
+    options = TagOptions(out=work.results_file(name), restart=True, batch_size=settings.batch_size)
+    summary = tag_folders([folder], classifier, options)
     seconds = time.perf_counter() - started
     if summary.failed:
         row["problems"].append(f"{summary.failed} photos of {folder.name}/ could not be tagged: "

@@ -37,7 +37,7 @@ from dogtag.benchmarks.fresh_process import cold_start_and_peak_memory, python_c
 from dogtag.benchmarks.photos import Workspace
 from dogtag.benchmarks.settings import BenchSettings
 from dogtag.edge_app.model_file import ModelInfo, check_outputs, parse_model_info
-from dogtag.edge_app.tagging import DEFAULT_BATCH_SIZE
+from dogtag.edge_app.options import DEFAULT_BATCH_SIZE
 from dogtag.edge_app.walk import find_photos
 
 CHILD = "import sys; from dogtag.benchmarks.keras_baseline import main; main(sys.argv[1:])"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from dogtag.edge_app.tagging import DEFAULT_BATCH_SIZE
+from dogtag.edge_app.options import DEFAULT_BATCH_SIZE
 
 
 def default_threads() -> tuple[int, ...]:

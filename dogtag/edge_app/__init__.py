@@ -5,12 +5,14 @@
 
 Stages of a run: `walk` finds photos, `images` decodes and resizes them, `runtime` runs the model
 file (LiteRT or onnxruntime), `classifier` turns outputs into predictions, `results` / `xmp` write
-them, `tagging` ties these together and `cli` is the `dogtag tag` / `dogtag predict` commands.
+them, `tagging` ties these together and `cli` is the `dogtag tag` / `dogtag predict` commands;
+`options` declares the options those commands, `watch` and `review` share (`TagOptions`).
 """
 
 from dogtag.edge_app.classifier import Classifier, Prediction, default_model_path
 from dogtag.edge_app.images import PhotoError, load_photo, prepare_image
 from dogtag.edge_app.model_file import ModelFileError, ModelInfo, read_model_info
+from dogtag.edge_app.options import TagOptions
 from dogtag.edge_app.tagging import Summary, TaggingError, tag_folders
 
 __all__ = [
@@ -20,6 +22,7 @@ __all__ = [
     "PhotoError",
     "Prediction",
     "Summary",
+    "TagOptions",
     "TaggingError",
     "default_model_path",
     "load_photo",

@@ -12,24 +12,26 @@ Exit codes (also in `dogtag tag --help`):
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shlex
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 
 import click
 from click.core import ParameterSource
 
-from dogtag.edge_app.classifier import DEFAULT_TOP_K, Classifier
-from dogtag.edge_app.images import DEFAULT_MAX_PIXELS, PhotoError, load_photo, pillow_pixel_limit
-from dogtag.edge_app.model_file import ModelFileError
-from dogtag.edge_app.results import FORMATS
-from dogtag.edge_app.tagging import DEFAULT_BATCH_SIZE, Summary, TaggingError, tag_folders
+from dogtag.edge_app.images import PhotoError, load_photo, pillow_pixel_limit
+from dogtag.edge_app.options import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    CannotRun,
+    TagOptions,
+    open_classifier,
+    shared_options,
+)
+from dogtag.edge_app.tagging import Summary, TaggingError, tag_folders
 
-EXIT_OK, EXIT_SOME_FAILED, EXIT_CANNOT_RUN, EXIT_INTERRUPTED = 0, 1, 3, 130
 EXIT_CODES_HELP = (
     "\b\nExit codes:\n"
     "  0    every photo was processed\n"
@@ -41,91 +43,11 @@ EXIT_CODES_HELP = (
 MAX_ERRORS_SHOWN = 20
 
 
-class CannotRun(click.ClickException):
-    """A problem that stops a command before it does anything (exit code 3)."""
-
-    exit_code = EXIT_CANNOT_RUN
-
-
-def _classifier(model, top_k: int, min_confidence, min_dog, threads) -> Classifier:
-    try:
-        with runtime_info_hidden():
-            return Classifier(model, top_k=top_k, min_confidence=min_confidence, min_dog=min_dog, num_threads=threads)
-    except ModelFileError as error:
-        raise CannotRun(str(error)) from error
-
-
-@contextlib.contextmanager
-def runtime_info_hidden() -> Iterator[None]:
-    """Drop the "INFO: ..." lines the model runtime's C++ code writes to stderr (LiteRT announces its
-    XNNPACK delegate on every start, and has no switch for it); anything else it writes still shows."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no usable file descriptor 2: nothing to hide
-        yield
-        return
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            lines = captured.read().decode("utf-8", "replace").splitlines(keepends=True)
-            kept = "".join(line for line in lines if not line.startswith("INFO: "))
-            if kept:
-                sys.stderr.write(kept)
-                sys.stderr.flush()
-
-
-model_option = click.option(
-    "--model", default="accurate", show_default=True, metavar="accurate|fast|FILE",
-    help="A bundled model, `accurate` or `fast` (faster, for a Raspberry Pi), "
-         "or a .tflite / .onnx file made by `dogtag export`.",
-)
-top_k_option = click.option("--top-k", type=click.IntRange(1), default=DEFAULT_TOP_K, show_default=True,
-                            help="How many breeds to list per photo, at most (those under 0.1% are left out).")
-format_option = click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
-                             help="csv or jsonl (default: from the --out name, else csv).")
-min_confidence_option = click.option(
-    "--min-confidence", type=click.FloatRange(0, 1), default=None,
-    help="Below this breed probability a photo is `unsure` (default: the model's).")
-min_dog_option = click.option(
-    "--min-dog", type=click.FloatRange(0, 1), default=None,
-    help="Below this dog probability a photo is `not_a_dog` (default: the model's).")
-threads_option = click.option("--threads", type=click.IntRange(1), default=None,
-                              help="Threads for the model (default: all cores).")
-max_pixels_option = click.option(
-    "--max-pixels", type=click.IntRange(1), default=DEFAULT_MAX_PIXELS, show_default=True,
-    help="Refuse photos larger than this (decompression bombs).",
-)
-
-
 @click.command(epilog=EXIT_CODES_HELP)
 @click.argument("folders", nargs=-1, required=True, type=click.Path())
-@model_option
-@click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="Results file (default: dogtag-results.csv inside each folder).")
-@format_option
-@top_k_option
-@min_confidence_option
-@min_dog_option
-@click.option("--xmp", is_flag=True, help="Add the breed to an XMP sidecar (photo.xmp; photo.jpg.xmp when photo.png "
-              "is there too) of every `dog` photo, keeping its other tags.")
-@click.option("--sort-into", type=click.Path(file_okay=False), default=None,
-              help="Copy photos into per-breed folders here, and _unsure/, _not_a_dog/ (never moves).")
-@click.option("--recursive/--no-recursive", default=True, show_default=True, help="Look into sub-folders.")
-@click.option("--restart", is_flag=True,
-              help="Ignore earlier results and tag everything again (e.g. after changing thresholds or --top-k).")
-@click.option("--batch-size", type=click.IntRange(1), default=DEFAULT_BATCH_SIZE, show_default=True,
-              help="Photos per model call.")
-@click.option("--workers", type=click.IntRange(1), default=None, help="Threads decoding photos (default: up to 4).")
-@threads_option
-@max_pixels_option
-def tag(folders, model, out, fmt, top_k, min_confidence, min_dog, xmp, sort_into, recursive, restart,
-        batch_size, workers, threads, max_pixels) -> None:
+@shared_options("model", "out", "fmt", "top_k", "min_confidence", "min_dog", "xmp", "sort_into", "recursive",
+                "restart", "batch_size", "workers", "threads", "max_pixels")
+def tag(folders, **params) -> None:
     """Tag every photo in FOLDERS with the breed of the dog.
 
     Writes one row per photo (path, status dog/unsure/not_a_dog/error, breed, confidence, top-k,
@@ -133,15 +55,12 @@ def tag(folders, model, out, fmt, top_k, min_confidence, min_dog, xmp, sort_into
     skipped. Photos are never modified. Hidden files and folders (names starting with '.') are skipped.
     """
     _check_folders(folders)
-    classifier = _classifier(model, top_k, min_confidence, min_dog, threads)
+    options = TagOptions.from_params(params)
+    classifier = open_classifier(options)
     bar = ProgressBar()
     try:
-        with pillow_pixel_limit(max_pixels):
-            summary = tag_folders(
-                folders, classifier, out=out, fmt=fmt, recursive=recursive, xmp=xmp, sort_into=sort_into,
-                restart=restart, max_pixels=max_pixels, batch_size=batch_size, workers=workers,
-                progress=bar.update,
-            )
+        with pillow_pixel_limit(options.max_pixels):
+            summary = tag_folders(folders, classifier, options, progress=bar.update)
     except TaggingError as error:
         bar.close()
         raise CannotRun(str(error)) from error
@@ -190,14 +109,13 @@ def top_k_note(summary: Summary, top_k: int, given: bool) -> str:
 
 @click.command(epilog="\b\nExit codes: 0 all photos read; 1 some could not be read; 3 no usable model.")
 @click.argument("photos", nargs=-1, required=True, type=click.Path())
-@model_option
-@top_k_option
-@threads_option
-@max_pixels_option
-def predict(photos, model, top_k, threads, max_pixels) -> None:
+@shared_options("model", "top_k", "threads", "max_pixels")
+def predict(photos, **params) -> None:
     """Print the most probable breeds of a few PHOTOS."""
-    classifier = _classifier(model, top_k, None, None, threads)
+    options = TagOptions.from_params(params)
+    classifier = open_classifier(options)
     size, resize = classifier.info.input_size, classifier.info.resize
+    max_pixels = options.max_pixels
     failed = 0
     with pillow_pixel_limit(max_pixels):
         for photo in photos:

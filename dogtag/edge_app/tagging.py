@@ -38,7 +38,8 @@ from pathlib import Path
 import numpy as np
 
 from dogtag.edge_app.classifier import Classifier
-from dogtag.edge_app.images import DEFAULT_MAX_PIXELS, PhotoError, load_photo
+from dogtag.edge_app.images import PhotoError, load_photo
+from dogtag.edge_app.options import TagOptions
 from dogtag.edge_app.results import (
     ResultsFile,
     ResultsFileError,
@@ -62,9 +63,6 @@ from dogtag.edge_app.reviews import (
 from dogtag.edge_app.walk import find_photos, printable_path
 from dogtag.edge_app.xmp import XmpError, add_breed_keyword, photos_sharing_a_name, set_breed_keyword
 
-# Photos per model call. 8 measured: same speed as 16 (386 vs 359 photos/s on 2 cores) and 115 MB peak memory
-# instead of 156 with the bundled model, whose float depthwise layers hold float activations per photo.
-DEFAULT_BATCH_SIZE = 8
 UNSURE_FOLDER, NOT_A_DOG_FOLDER = "_unsure", "_not_a_dog"
 
 
@@ -138,48 +136,40 @@ class _Plan:
 def tag_folders(
     folders: Iterable[str | os.PathLike],
     classifier: Classifier,
+    options: TagOptions | None = None,
     *,
-    out: str | os.PathLike | None = None,
-    fmt: str | None = None,
-    recursive: bool = True,
-    xmp: bool = False,
-    sort_into: str | os.PathLike | None = None,
-    restart: bool = False,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     ready: Callable[[str], bool] | None = None,
     retry_errors: bool = True,
 ) -> Summary:
     """Tag every photo under `folders`; returns the summary. See the module docstring for the steps.
 
-    Results go to `out`, or by default to `dogtag-results.<fmt>` inside each folder; `progress(done,
-    total)` is called as photos are finished. Raises TaggingError when the run cannot start or its
-    results cannot be written (rows written until then stay, and a rerun resumes).
+    `options` (default: those of `dogtag tag`) say where results go (`out`, else `dogtag-results.<fmt>`
+    inside each folder), what else is written (xmp, sort_into) and how (restart, batch_size...); the
+    model settings among them are the classifier's. `progress(done, total)` is called as photos are
+    finished. Raises TaggingError when the run cannot start or its results cannot be written (rows
+    written until then stay, and a rerun resumes).
     For `dogtag watch`: a photo to tag for which `ready(path)` is False (still being copied) sits this
     run out, and with `retry_errors=False` so does one whose error row still matches it; their rows stay.
     """
     started = time.monotonic()
+    options = options or TagOptions()
     unique = {os.path.realpath(folder): os.fspath(folder) for folder in reversed(list(folders))}
     folders = list(reversed(unique.values()))  # a folder given twice is tagged once
     for folder in folders:
         if not os.path.isdir(folder):
             raise TaggingError(f"{folder}: no such folder")
-    outputs = _Outputs(xmp, None if sort_into is None else Path(sort_into))
-    if outputs.sort_into is not None:
-        check_sort_folder(outputs.sort_into)
+    if options.sort_into is not None:
+        check_sort_folder(Path(options.sort_into))
     try:
         with ExitStack() as locks:
-            found = find_results(folders, out, fmt)
+            found = find_results(folders, options.out, options.fmt)
             for results in found:
                 locks.enter_context(exclusive_access(results.path))
-            plans = [
-                _plan(results, classifier, recursive, sort_into, restart, ready, retry_errors) for results in found
-            ]
-            if outputs.xmp:
+            plans = [_plan(results, classifier, options, ready, retry_errors) for results in found]
+            if options.xmp:
                 _check_sidecar_folders(plans)
-            summary = _run(plans, classifier, outputs, max_pixels, batch_size, workers, progress)
+            summary = _run(plans, classifier, options, progress)
     except ResultsFileError as error:
         raise TaggingError(str(error)) from error
     summary.seconds = time.monotonic() - started
@@ -213,17 +203,18 @@ def _check_sidecar_folders(plans: list[_Plan]) -> None:
 
 
 def _run(
-    plans: list[_Plan], classifier: Classifier, outputs: _Outputs,
-    max_pixels: int, batch_size: int, workers: int | None, progress: Callable[[int, int], None] | None,
+    plans: list[_Plan], classifier: Classifier, options: TagOptions, progress: Callable[[int, int], None] | None,
 ) -> Summary:
     """Tag what the plans left to do, appending rows; returns the counts over every planned photo."""
+    outputs = _Outputs(options.xmp, None if options.sort_into is None else Path(options.sort_into))
+    batch_size = options.batch_size
     summary = Summary(results=[plan.results for plan in plans], xmp=outputs.xmp, sort_into=outputs.sort_into)
     summary.longest_resumed_top_k = max((len(row.top_k) for plan in plans for row in plan.done.values()), default=0)
     total = sum(len(plan.todo) for plan in plans)
     finished = 0
     if progress:
         progress(0, total)
-    with ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(max_workers=options.workers or min(4, os.cpu_count() or 1)) as pool:
         for plan in plans:
             rows: dict[str, Row] = dict(plan.done)
             with ResultsWriter(plan.results, plan.fmt) as writer:
@@ -233,7 +224,7 @@ def _run(
                 for photo in plan.photos:  # photos done by an earlier run get the sidecars and copies asked now
                     if photo.key in plan.done:
                         _write_outputs(photo, plan.done[photo.key], outputs, summary, plan.base)
-                loading = _load_all(pool, plan.todo, classifier, max_pixels, window=2 * batch_size + 8)
+                loading = _load_all(pool, plan.todo, classifier, options.max_pixels, window=2 * batch_size + 8)
                 with closing(loading):  # on Ctrl-C, photos queued for decoding are dropped at once
                     for batch in _batches(loading, batch_size):
                         for photo, row in _classify(batch, classifier):
@@ -256,7 +247,7 @@ def _run(
 
 
 def _plan(
-    target: ResultsFile, classifier: Classifier, recursive: bool, sort_into: str | os.PathLike | None, restart: bool,
+    target: ResultsFile, classifier: Classifier, options: TagOptions,
     ready: Callable[[str], bool] | None = None, retry_errors: bool = True,
 ) -> _Plan:
     """Walk the folders and split their photos into done (by an earlier run) and to do."""
@@ -271,16 +262,16 @@ def _plan(
 
     results_file = os.path.abspath(results)
     found: dict[str, str] = {}  # a photo inside two of the given folders is tagged once
+    skip = (options.sort_into,) if options.sort_into is not None else ()
     for folder in target.folders:
-        skip = (sort_into,) if sort_into is not None else ()
-        for path in find_photos(folder, recursive=recursive, skip_folders=skip, on_error=folder_error):
+        for path in find_photos(folder, recursive=options.recursive, skip_folders=skip, on_error=folder_error):
             key = printable_path(os.path.relpath(path, base))
             if os.path.abspath(path) != results_file and key not in found:
                 found[key] = path
     shared = photos_sharing_a_name(found.values())
     by_key = {key: _stat(path, key, path in shared) for key, path in found.items()}
     photos = list(by_key.values())
-    existing, whole = ([], True) if restart else read_results(results, fmt)
+    existing, whole = ([], True) if options.restart else read_results(results, fmt)
     try:
         reviews = read_reviews(reviews_path(results))
     except ReviewsFileError as error:
@@ -294,7 +285,7 @@ def _plan(
         else:
             kept[row.path] = with_review(row, reviews.get(row.path))
             reviewed += kept[row.path] is not row
-    if restart or not whole or reviewed or len(kept) != len(existing):
+    if options.restart or not whole or reviewed or len(kept) != len(existing):
         write_results(results, fmt, list(kept.values()))
     left_out = {key for key, row in kept.items() if row.status == "error"}  # only kept when not retried
     if ready is not None:

@@ -33,28 +33,17 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import click
 
 from dogtag.edge_app.classifier import Classifier
-from dogtag.edge_app.cli import (
-    EXIT_INTERRUPTED,
-    CannotRun,
-    _classifier,
-    format_option,
-    format_summary,
-    max_pixels_option,
-    min_confidence_option,
-    min_dog_option,
-    model_option,
-    threads_option,
-    top_k_option,
-)
-from dogtag.edge_app.images import DEFAULT_MAX_PIXELS, PHOTO_SUFFIXES, pillow_pixel_limit
+from dogtag.edge_app.cli import format_summary
+from dogtag.edge_app.images import PHOTO_SUFFIXES, pillow_pixel_limit
+from dogtag.edge_app.options import EXIT_INTERRUPTED, CannotRun, TagOptions, open_classifier, shared_options
 from dogtag.edge_app.results import find_results
-from dogtag.edge_app.tagging import DEFAULT_BATCH_SIZE, Summary, TaggingError, tag_folders
+from dogtag.edge_app.tagging import Summary, TaggingError, tag_folders
 from dogtag.edge_app.walk import find_photos
 
 DEFAULT_SETTLE = 2.0  # seconds a photo's size must stay put before it is read
@@ -314,23 +303,16 @@ class Watch:
         self,
         folder: str | os.PathLike,
         classifier: Classifier,
+        options: TagOptions | None = None,
         *,
-        out: str | os.PathLike | None = None,
-        fmt: str | None = None,
-        recursive: bool = True,
-        xmp: bool = False,
-        sort_into: str | os.PathLike | None = None,
         settle: float = DEFAULT_SETTLE,
         poll: float | None = None,
-        max_pixels: int = DEFAULT_MAX_PIXELS,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        workers: int | None = None,
         log: Callable[[str], None] = print,
     ):
         self.folder = os.fspath(folder)
         self.classifier = classifier
-        self.options = dict(out=out, fmt=fmt, recursive=recursive, xmp=xmp, sort_into=sort_into,
-                            max_pixels=max_pixels, batch_size=batch_size, workers=workers)
+        # every pass tags what changed since the last: never everything again, whatever was asked
+        self.options = replace(options or TagOptions(), restart=False)
         self.settling = Settling(settle)
         self.poll = poll
         self.log = log
@@ -350,8 +332,8 @@ class Watch:
         Raises TaggingError when the first pass cannot run (the results file is not ours, or another
         run is writing it): a watch that cannot write its results must not sit there silently.
         """
-        skip = (os.fspath(self.options["sort_into"]),) if self.options["sort_into"] is not None else ()
-        watcher = choose_watcher(self.folder, self.options["recursive"], skip, self.wakeup, self.poll, self.log)
+        skip = (os.fspath(self.options.sort_into),) if self.options.sort_into is not None else ()
+        watcher = choose_watcher(self.folder, self.options.recursive, skip, self.wakeup, self.poll, self.log)
         identity = _identity(self.folder)
         try:
             try:
@@ -360,7 +342,7 @@ class Watch:
                 self.log(f"{self.folder}: cannot use inotify ({error}): looking for new photos every "
                          f"{DEFAULT_POLL:g} s")
                 watcher.close()
-                watcher = Poller(self.folder, self.options["recursive"], skip, DEFAULT_POLL)
+                watcher = Poller(self.folder, self.options.recursive, skip, DEFAULT_POLL)
                 watcher.arm()
             self.log(f"Watching {self.folder} ({watcher.name}); results in {self._results_name()}. "
                      "Stop with Ctrl-C.")
@@ -401,8 +383,8 @@ class Watch:
         False when it could not write its results (a full disk, a share gone): tried again later."""
         self._tagging = True
         try:
-            with pillow_pixel_limit(self.options["max_pixels"]):
-                summary = tag_folders([self.folder], self.classifier, **self.options, progress=self._progress,
+            with pillow_pixel_limit(self.options.max_pixels):
+                summary = tag_folders([self.folder], self.classifier, self.options, progress=self._progress,
                                       ready=self.settling, retry_errors=first)
         except TaggingError as error:
             if first:
@@ -439,7 +421,7 @@ class Watch:
         return new
 
     def _results_name(self) -> str:
-        (found,) = find_results([self.folder], self.options["out"], self.options["fmt"])
+        (found,) = find_results([self.folder], self.options.out, self.options.fmt)
         return os.fspath(found.path)
 
     def close(self) -> None:
@@ -487,43 +469,27 @@ def _pass_report(summary: Summary, first: bool, waiting: int) -> str:
                       "  3    cannot start: no usable model, results file not ours or in use\n"
                       "  130  stopped at once by a second Ctrl-C (rows written so far are kept)")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False))
-@model_option
-@click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="Results file (default: dogtag-results.csv inside the folder).")
-@format_option
-@top_k_option
-@min_confidence_option
-@min_dog_option
-@click.option("--xmp", is_flag=True, help="Add the breed to an XMP sidecar (photo.xmp) of every `dog` photo.")
-@click.option("--sort-into", type=click.Path(file_okay=False), default=None,
-              help="Copy photos into per-breed folders here, and _unsure/, _not_a_dog/ (never moves).")
-@click.option("--recursive/--no-recursive", default=True, show_default=True, help="Look into sub-folders.")
+@shared_options("model", "out", "fmt", "top_k", "min_confidence", "min_dog", "xmp", "sort_into", "recursive")
 @click.option("--settle", type=click.FloatRange(0), default=DEFAULT_SETTLE, show_default=True,
               help="Seconds a new photo's size must stay the same before it is read (copies in progress).")
 @click.option("--poll", type=click.FloatRange(0.1), default=None, metavar="SECONDS",
               help=f"Look for new photos every SECONDS instead of using inotify (automatic, every "
                    f"{DEFAULT_POLL:g} s, on network shares or without watchdog).")
-@click.option("--batch-size", type=click.IntRange(1), default=DEFAULT_BATCH_SIZE, show_default=True,
-              help="Photos per model call.")
-@click.option("--workers", type=click.IntRange(1), default=None, help="Threads decoding photos (default: up to 4).")
-@threads_option
-@max_pixels_option
-def watch(folder, model, out, fmt, top_k, min_confidence, min_dog, xmp, sort_into, recursive, settle, poll,
-          batch_size, workers, threads, max_pixels) -> None:
+@shared_options("batch_size", "workers", "threads", "max_pixels")
+def watch(folder, settle, poll, **params) -> None:
     """Tag every photo in FOLDER, then every new or changed one as it arrives, until stopped.
 
     Same results file, rows and options as `dogtag tag`; a photo still being copied is read once its
     size has settled. Stop it with Ctrl-C or SIGTERM (e.g. `systemctl stop`): it finishes the batch
     in hand and exits 0; what is left is tagged at the next start.
     """
-    classifier = _classifier(model, top_k, min_confidence, min_dog, threads)
+    options = TagOptions.from_params(params)
+    classifier = open_classifier(options)
 
     def log(line: str) -> None:
         click.echo(line, err=True)
 
-    watcher = Watch(folder, classifier, out=out, fmt=fmt, recursive=recursive, xmp=xmp, sort_into=sort_into,
-                    settle=settle, poll=poll, max_pixels=max_pixels, batch_size=batch_size, workers=workers,
-                    log=log)
+    watcher = Watch(folder, classifier, options, settle=settle, poll=poll, log=log)
     in_main_thread = threading.current_thread() is threading.main_thread()
     try:
         with watcher.stop_on_signals() if in_main_thread else _nothing():

@@ -1,7 +1,7 @@
 """`dogtag review FOLDER...`: a local web page to check and correct the tags of folders of photos.
 
 FastAPI and uvicorn are imported only when the command runs: the base install stays small, and
-without the `review` extra the command says how to add it.
+without the `review` extra the command says how to add it (`dogtag.cli.missing_package`).
 """
 
 from __future__ import annotations
@@ -12,15 +12,16 @@ import webbrowser
 
 import click
 
-from dogtag.edge_app.cli import CannotRun, max_pixels_option, model_option
 from dogtag.edge_app.model_file import ModelFileError
+from dogtag.edge_app.options import CannotRun, shared_options
 
 
-@click.command(epilog="\b\nExit codes: 0 stopped with Ctrl-C; 2 bad command line; 3 cannot start (see the message).")
+@click.command(epilog="\b\nExit codes: 0 stopped with Ctrl-C; 1 the review extra is not installed; 2 bad command "
+                      "line; 3 cannot start (see the message).")
 @click.argument("folders", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--results", type=click.Path(dir_okay=False), default=None,
               help="One results file for all FOLDERS, as written by `dogtag tag --out` (default: each folder's own).")
-@model_option
+@shared_options("model")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; 0.0.0.0 lets phones on the shelter's network in (with the printed token).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="Port (0: any free one).")
@@ -29,13 +30,11 @@ from dogtag.edge_app.model_file import ModelFileError
 @click.option("--allow-host", multiple=True, help="Another name of this machine that browsers may use (repeatable).")
 @click.option("--intake", type=click.Path(file_okay=False), default=None,
               help="Where photos added from the browser are saved (default: FIRST_FOLDER/intake).")
-@click.option("--xmp", is_flag=True,
-              help="Write the reviewed breed into every reviewed photo's XMP sidecar (a sidecar that exists is always updated).")
+@shared_options("xmp")
 @click.option("--cache", type=click.Path(file_okay=False), default=None,
               help="Thumbnail cache, outside the photo folders (default: ~/.cache/dogtag/review).")
 @click.option("--no-browser", is_flag=True, help="Do not open a browser; just print the address.")
-@click.option("--threads", type=click.IntRange(1), default=None, help="Threads for the model (default: all cores).")
-@max_pixels_option
+@shared_options("threads", "max_pixels")
 def review(folders, results, model, host, port, token, allow_host, intake, xmp, cache, no_browser, threads,
            max_pixels) -> None:
     """Open a web page to review and correct the tags of FOLDERS, and to add photos from a browser or phone.
@@ -43,17 +42,14 @@ def review(folders, results, model, host, port, token, allow_host, intake, xmp, 
     Folders with no results yet are tagged first. Every correction is saved at once in a reviews
     file beside the results file (e.g. dogtag-results.reviews.jsonl), shown in the results file's
     reviewed_breed, reviewed_by and reviewed_at columns, and kept by every later `dogtag tag` run.
+    A photo's XMP sidecar gets the reviewed breed when it has one (with --xmp, every reviewed photo).
     Stop the server with Ctrl-C: nothing is lost.
     """
-    try:
-        import fastapi  # noqa: F401
-        import python_multipart  # noqa: F401  (for uploads)
-        import uvicorn  # noqa: F401
-    except ModuleNotFoundError as error:
-        raise CannotRun(
-            f"`dogtag review` needs {error.name}, which is not installed. "
-            "Install the extra: pip install 'dogtag[review]' (or '.[review]' from a checkout)."
-        ) from error
+    # Without the review extra these raise ModuleNotFoundError, which `dogtag` turns into how to install it.
+    import fastapi  # noqa: F401
+    import python_multipart  # noqa: F401  (for uploads)
+    import uvicorn  # noqa: F401
+
     from dogtag.review.server import Options, ReviewServer, SetupError
 
     options = Options(

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from dogtag.edge_app.classifier import Classifier
-from dogtag.edge_app.images import DEFAULT_MAX_PIXELS
+from dogtag.edge_app.options import TagOptions
 from dogtag.edge_app.results import ResultsFileError, add_rows, exclusive_access, read_results
 from dogtag.edge_app.tagging import TaggingError, tag_folders
 from dogtag.edge_app.walk import printable_path
@@ -46,15 +46,13 @@ class Tagger:
         library: Library,
         classifier: Callable[[], Classifier],
         cache: Path,
-        xmp: bool = False,
-        max_pixels: int = DEFAULT_MAX_PIXELS,
+        options: TagOptions | None = None,
     ):
         self.library = library
         self._classifier_factory = classifier
         self._classifier: Classifier | None = None
         self.cache = cache
-        self.xmp = xmp
-        self.max_pixels = max_pixels
+        self.options = options or TagOptions()  # its out and fmt are each source's own
         self.lock = threading.Lock()  # one job at a time; the model is not shared between threads
         self.progress = Progress()
 
@@ -113,8 +111,7 @@ class Tagger:
         def progress(done: int, total: int) -> None:
             self.progress = replace(self.progress, done=done, total=total, folder=", ".join(folders))
 
-        tag_folders(folders, self.classifier(), out=results, fmt=fmt, xmp=self.xmp, max_pixels=self.max_pixels,
-                    progress=progress)
+        tag_folders(folders, self.classifier(), replace(self.options, out=results, fmt=fmt), progress=progress)
 
     def _tag_into(self, source: Source, intake: Path) -> None:
         """Tag the intake folder into its own results file in the cache, then add its new rows to `source`'s."""

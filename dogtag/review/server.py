@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from dogtag.edge_app.classifier import Classifier, resolve_model
 from dogtag.edge_app.images import DEFAULT_MAX_PIXELS
 from dogtag.edge_app.model_file import read_model_info
+from dogtag.edge_app.options import TagOptions
 from dogtag.review.jobs import Tagger
 from dogtag.review.library import Library
 from dogtag.review.security import allowed_host_names, inside, is_loopback, new_token
@@ -44,6 +45,10 @@ class Options:
     max_pixels: int = DEFAULT_MAX_PIXELS
     threads: int | None = None
 
+    def tag_options(self) -> TagOptions:
+        """How the page tags folders and uploads: as `dogtag tag` would with the same model, --xmp and limits."""
+        return TagOptions(model=self.model, threads=self.threads, xmp=self.xmp, max_pixels=self.max_pixels)
+
 
 class ReviewServer:
     """A review page over some tagged folders, bound to its socket (so its URL is known) but not yet serving."""
@@ -68,9 +73,8 @@ class ReviewServer:
         model = resolve_model(options.model)  # accurate (the default), fast, or a file
         labels = read_model_info(model).labels
         self.library = Library(folders, options.results, labels=labels, xmp=options.xmp)
-        self.tagger = Tagger(
-            self.library, lambda: Classifier(model, num_threads=options.threads), cache, options.xmp, options.max_pixels,
-        )
+        tagging = replace(options.tag_options(), model=str(model))
+        self.tagger = Tagger(self.library, tagging.classifier, cache, tagging)
         self.token = options.token or new_token()
         self.require_token = not is_loopback(options.host)
         settings = Settings(
