@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
@@ -79,10 +79,21 @@ class ReviewIn(BaseModel):
 def create_app(library: Library, tagger: Tagger, settings: Settings, classifier: Callable[[], Classifier]) -> FastAPI:
     """The FastAPI app over a library of tagged folders; `classifier` opens the model for /api/predict."""
     app = FastAPI(title="Dogtag review", version=__version__, description=__doc__.split("\n\n")[0])
-    predict_lock = threading.Lock()
-    predictor: list[Classifier] = []
+    app.middleware("http")(guard(settings))
+    app.include_router(page_routes())
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.include_router(listing_routes(library, tagger, settings))
+    app.include_router(picture_routes(library, settings))
+    app.include_router(review_routes(library))
+    app.include_router(upload_routes(library, tagger, settings))
+    app.include_router(predict_routes(settings, classifier))
+    return app
 
-    @app.middleware("http")
+
+def guard(settings: Settings) -> Callable:
+    """The middleware every request passes: known Host, the token where one is needed, same-origin writes,
+    and the headers that keep the page from being framed or sniffed."""
+
     async def guard(request: Request, call_next):
         host = request.headers.get("host")
         if not host_allowed(host, settings.host, settings.allowed_hosts):
@@ -111,13 +122,25 @@ def create_app(library: Library, tagger: Tagger, settings: Settings, classifier:
             response.headers["Content-Security-Policy"] = PAGE_POLICY
         return response
 
-    @app.get("/", include_in_schema=False)
+    return guard
+
+
+def page_routes() -> APIRouter:
+    """The page itself (its CSS and JS are mounted under /static)."""
+    router = APIRouter()
+
+    @router.get("/", include_in_schema=False)
     def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return router
 
-    @app.get("/api/status", summary="Tagging progress, the reviewed folders, problems and breed names")
+
+def listing_routes(library: Library, tagger: Tagger, settings: Settings) -> APIRouter:
+    """What the page shows: the server's status, pages of rows under a filter, one row."""
+    router = APIRouter()
+
+    @router.get("/api/status", summary="Tagging progress, the reviewed folders, problems and breed names")
     def status() -> dict:
         library.refresh()
         return {
@@ -137,7 +160,7 @@ def create_app(library: Library, tagger: Tagger, settings: Settings, classifier:
             "limits": {"upload_bytes": MAX_UPLOAD_BYTES, "upload_files": MAX_UPLOAD_FILES},
         }
 
-    @app.get("/api/photos", summary="A page of rows (unsure first) under a filter, with counts")
+    @router.get("/api/photos", summary="A page of rows (unsure first) under a filter, with counts")
     def photos(
         status: str = Query("all", description=f"One of {', '.join(FILTERS)}"),
         breed: str = Query("", description="Only rows of this breed (the reviewed one where there is one)"),
@@ -149,7 +172,7 @@ def create_app(library: Library, tagger: Tagger, settings: Settings, classifier:
         except ValueError as error:
             raise HTTPException(400, str(error)) from error
 
-    @app.get("/api/photos/{source}/{path:path}", summary="One row")
+    @router.get("/api/photos/{source}/{path:path}", summary="One row")
     def photo(source: int, path: str) -> dict:
         try:
             found, _ = library.row(source, path)
@@ -157,6 +180,13 @@ def create_app(library: Library, tagger: Tagger, settings: Settings, classifier:
                 return library.item(found, path)
         except NotFound as error:
             raise HTTPException(404, str(error)) from error
+
+    return router
+
+
+def picture_routes(library: Library, settings: Settings) -> APIRouter:
+    """The photos: thumbnails and large renditions (made on demand, cached) and the original files."""
+    router = APIRouter()
 
     def picture(source: int, path: str, side: int) -> FileResponse:
         try:
@@ -170,15 +200,15 @@ def create_app(library: Library, tagger: Tagger, settings: Settings, classifier:
             raise HTTPException(422, f"{path}: {error}") from error
         return FileResponse(made, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
-    @app.get("/api/thumbnail/{source}/{path:path}", summary=f"A JPEG of the photo, at most {THUMBNAIL_SIDE} px")
+    @router.get("/api/thumbnail/{source}/{path:path}", summary=f"A JPEG of the photo, at most {THUMBNAIL_SIDE} px")
     def thumbnail(source: int, path: str) -> FileResponse:
         return picture(source, path, THUMBNAIL_SIDE)
 
-    @app.get("/api/large/{source}/{path:path}", summary=f"A JPEG of the photo, at most {LARGE_SIDE} px")
+    @router.get("/api/large/{source}/{path:path}", summary=f"A JPEG of the photo, at most {LARGE_SIDE} px")
     def large(source: int, path: str) -> FileResponse:
         return picture(source, path, LARGE_SIDE)
 
-    @app.get("/api/original/{source}/{path:path}", summary="The photo file itself")
+    @router.get("/api/original/{source}/{path:path}", summary="The photo file itself")
     def original(source: int, path: str) -> FileResponse:
         try:
             return FileResponse(library.photo_file(source, path), headers={"Cache-Control": "private, no-cache"})
@@ -187,7 +217,14 @@ def create_app(library: Library, tagger: Tagger, settings: Settings, classifier:
         except Forbidden as error:
             raise HTTPException(403, str(error)) from error
 
-    @app.post("/api/reviews", summary="Save a correction (durably, before answering)")
+    return router
+
+
+def review_routes(library: Library) -> APIRouter:
+    """Saving a person's correction."""
+    router = APIRouter()
+
+    @router.post("/api/reviews", summary="Save a correction (durably, before answering)")
     def save_review(review: ReviewIn) -> dict:
         try:
             item, warnings = library.save_review(review.source, review.path, review.reviewed_breed, review.reviewed_by)
@@ -197,11 +234,18 @@ def create_app(library: Library, tagger: Tagger, settings: Settings, classifier:
             raise HTTPException(500, f"NOT saved: {error}") from error
         return {"item": item, "warnings": warnings}
 
+    return router
+
+
+def upload_routes(library: Library, tagger: Tagger, settings: Settings) -> APIRouter:
+    """Adding photos from a browser or phone: kept in the intake folder and tagged at once."""
+    router = APIRouter()
+
     upload_body = {"requestBody": {"content": {"multipart/form-data": {"schema": {
         "type": "object", "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
         "required": ["files"]}}}, "required": True}}
 
-    @app.post("/api/photos", summary="Add photos: kept in the intake folder, tagged at once", openapi_extra=upload_body)
+    @router.post("/api/photos", summary="Add photos: kept in the intake folder, tagged at once", openapi_extra=upload_body)
     async def add_photos(request: Request) -> JSONResponse:
         uploads = await _read_uploads(request, "files", MAX_UPLOAD_FILES)
         return await run_in_threadpool(keep_and_tag, uploads)
@@ -224,11 +268,20 @@ def create_app(library: Library, tagger: Tagger, settings: Settings, classifier:
             items = [library.item(source, key) for key in keys if key in source.rows]
         return JSONResponse({"items": items, "errors": errors})
 
+    return router
+
+
+def predict_routes(settings: Settings, classifier: Callable[[], Classifier]) -> APIRouter:
+    """The breeds of one photo, not kept; the model is opened on first use and shared under a lock."""
+    router = APIRouter()
+    predict_lock = threading.Lock()
+    predictor: list[Classifier] = []
+
     predict_body = {"requestBody": {"content": {"multipart/form-data": {"schema": {
         "type": "object", "properties": {"photo": {"type": "string", "format": "binary"}},
         "required": ["photo"]}}}, "required": True}}
 
-    @app.post("/api/predict", summary="The breeds of one photo (not kept), as a results row", openapi_extra=predict_body)
+    @router.post("/api/predict", summary="The breeds of one photo (not kept), as a results row", openapi_extra=predict_body)
     async def predict(request: Request) -> dict:
         ((name, data),) = await _read_uploads(request, "photo", 1)
         return await run_in_threadpool(predict_one, name, data)
@@ -254,7 +307,7 @@ def create_app(library: Library, tagger: Tagger, settings: Settings, classifier:
                   model_version=model.info.model_version)
         return json.loads(format_row(row, "jsonl"))
 
-    return app
+    return router
 
 
 async def _read_uploads(request: Request, field_name: str, max_files: int) -> list[tuple[str, bytes]]:
