@@ -6,12 +6,14 @@ files change on disk (a `dogtag tag` run beside the page), lists rows for the pa
 of a photo (only inside the reviewed folders), and saves corrections:
 
 1. the review is appended to the reviews file (`edge_app.reviews`): saved, durably, at once;
-2. the results file is rewritten (temporary file, then rename) with the reviewed columns of that
-   row; every other line stays byte for byte, damaged ones too. While a `dogtag tag` run holds the
+2. the results file is rewritten (`edge_app.reviews.apply_reviews`: temporary file, then rename) with
+   the reviewed columns of that row; every other line stays byte for byte, damaged ones too. While a `dogtag tag` run holds the
    results file, this waits: the review is safe in the reviews file, and `dogtag tag` copies it in;
 3. the photo's XMP sidecar gets the reviewed breed, when the photo has one or --xmp was given.
 
-Nothing else is ever written, and photos are only opened for reading.
+Nothing else is ever written, and photos are only opened for reading. The files' formats are not
+this module's business: `edge_app.results` reads and writes the results file, `edge_app.reviews`
+the reviews file and what a correction is.
 """
 
 from __future__ import annotations
