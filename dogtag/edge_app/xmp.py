@@ -2,7 +2,9 @@
 
 The breed goes into dc:subject (a flat keyword) and, as `Dogs|<Breed>`, into lr:hierarchicalSubject
 (a keyword tree). An existing sidecar is merged, never replaced: every tag and every other property
-it holds stays, with its namespace prefixes; a sidecar that is not valid XML is left alone.
+it holds stays, with its namespace prefixes, its layout and its `<?xpacket?>` wrapper; a sidecar that is
+not valid XML is left alone. Each keyword property is kept once, in whichever rdf:Description holds it
+(exiftool writes one block per namespace): a second copy would hide one of them from every reader.
 
 `rex.jpg` gets `rex.xmp`, unless another photo in its folder has the same name (`rex.png`): then
 each gets its own, `rex.jpg.xmp` and `rex.png.xmp` (as darktable and digiKam name sidecars), since
@@ -14,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import xml.etree.ElementTree as ElementTree
 from collections import Counter
 from collections.abc import Iterable
@@ -29,6 +32,10 @@ KEYWORD_ROOT = "Dogs"
 _RDF = f"{{{NAMESPACES['rdf']}}}"
 _SUBJECT = f"{{{NAMESPACES['dc']}}}subject"
 _HIERARCHICAL = f"{{{NAMESPACES['lr']}}}hierarchicalSubject"
+# What may come before and after the root element: an XML declaration, processing instructions such as
+# the `<?xpacket begin=...?>` wrapper Adobe and exiftool write, comments.
+_PROLOG = re.compile(r"(?:\s|<\?[^>]*\?>|<!--(?:(?!-->).)*-->|<!DOCTYPE[^>]*>)*", re.DOTALL)
+_EPILOG = re.compile(r"(?:\s|<\?[^>]*\?>|<!--(?:(?!-->).)*-->)*\Z", re.DOTALL)
 _EMPTY_SIDECAR = (
     '<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="Dogtag">'
     '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
@@ -100,44 +107,60 @@ def set_breed_keyword(photo: str | os.PathLike, breed: str | None, shared_name: 
 
 def replace_breed(text: str, breed: str | None, source: str = "sidecar") -> str | None:
     """The XMP document `text` with its Dogtag breed keywords replaced by `breed`'s; None when unchanged."""
-    try:
-        prefixes = [item for _, item in ElementTree.iterparse(io.StringIO(text), events=("start-ns",))]
-        root = ElementTree.fromstring(text)
-    except ElementTree.ParseError as error:
-        raise XmpError(f"{source}: the existing sidecar is not valid XML ({error}); left unchanged") from error
-    description = _description(root, source)
-    wanted = [] if breed is None else [f"{KEYWORD_ROOT}|{breed}"]
-    old = {item for item in _bag_items(description.find(_HIERARCHICAL)) if item.startswith(f"{KEYWORD_ROOT}|")}
-    stale_breeds = {item.split("|", 1)[1] for item in old - set(wanted)}
-    changed = _remove_from_bag(description, _HIERARCHICAL, old - set(wanted))
-    changed = _remove_from_bag(description, _SUBJECT, stale_breeds - {breed}) or changed
-    if breed is not None:
-        changed = _add_to_bag(description, _SUBJECT, [breed]) or changed
-        changed = _add_to_bag(description, _HIERARCHICAL, wanted) or changed
-    if not changed:
-        return None
-    for prefix, uri in [*NAMESPACES.items(), *prefixes]:
-        with contextlib.suppress(ValueError):
-            ElementTree.register_namespace(prefix, uri)
-    return ElementTree.tostring(root, encoding="unicode") + "\n"
+
+    def change(root: ElementTree.Element) -> bool:
+        subject, hierarchical, changed = _keyword_properties(root, source)
+        wanted = [] if breed is None else [f"{KEYWORD_ROOT}|{breed}"]
+        old = {item for item in _bag_items(hierarchical) if item.startswith(f"{KEYWORD_ROOT}|")}
+        stale_breeds = {item.rsplit("|", 1)[1] for item in old - set(wanted)}
+        changed = _remove_from_bag(hierarchical, old - set(wanted)) or changed
+        changed = _remove_from_bag(subject, stale_breeds - {breed}) or changed
+        if breed is not None:
+            changed = _add_to_bag(subject, [breed]) or changed
+            changed = _add_to_bag(hierarchical, wanted) or changed
+        return changed
+
+    return _edit(text, source, change)
 
 
 def merge_keywords(text: str, keywords: list[str], hierarchical: list[str], source: str = "sidecar") -> str | None:
     """The XMP document `text` with the keywords added; None when it already has them all."""
+
+    def change(root: ElementTree.Element) -> bool:
+        subject_bag, hierarchical_bag, changed = _keyword_properties(root, source)
+        changed = _add_to_bag(subject_bag, keywords) or changed
+        return _add_to_bag(hierarchical_bag, hierarchical) or changed
+
+    return _edit(text, source, change)
+
+
+def _edit(text: str, source: str, change) -> str | None:
+    """`text` parsed, changed in place by `change(root)` (which says whether it changed anything), and
+    written back; None when nothing changed. What lies around the root element (exiftool's and Adobe's
+    `<?xpacket ...?>` wrapper, an XML declaration) is kept as it was."""
+    text = text.removeprefix("\ufeff")
     try:
         prefixes = [item for _, item in ElementTree.iterparse(io.StringIO(text), events=("start-ns",))]
         root = ElementTree.fromstring(text)
     except ElementTree.ParseError as error:
         raise XmpError(f"{source}: the existing sidecar is not valid XML ({error}); left unchanged") from error
-    description = _description(root, source)
-    changed = _add_to_bag(description, _SUBJECT, keywords)
-    changed = _add_to_bag(description, _HIERARCHICAL, hierarchical) or changed
-    if not changed:
+    if not change(root):
         return None
+    for description in root.iter(f"{_RDF}Description"):
+        for tag in (_SUBJECT, _HIERARCHICAL):
+            for prop in description.findall(tag):
+                if not _bag_items(prop):  # an empty keyword list is no keyword list (no breed left, say)
+                    description.remove(prop)
+                    if len(description) == 0 and not (description.text or "").strip():
+                        description.text = None
     for prefix, uri in [*NAMESPACES.items(), *prefixes]:
         with contextlib.suppress(ValueError):  # "ns0"-like prefixes are ElementTree's own; it picks one
             ElementTree.register_namespace(prefix, uri)
-    return ElementTree.tostring(root, encoding="unicode") + "\n"
+    if text == _EMPTY_SIDECAR:  # a new sidecar is laid out for people; an existing one keeps its layout
+        ElementTree.indent(root, space=" ")
+    before = _PROLOG.match(text).group(0).lstrip()
+    after = _EPILOG.search(text).group(0).strip()
+    return before + ElementTree.tostring(root, encoding="unicode") + "\n" + (after + "\n" if after else "")
 
 
 def read_keywords(path: str | os.PathLike) -> tuple[list[str], list[str]]:
@@ -150,29 +173,51 @@ def read_keywords(path: str | os.PathLike) -> tuple[list[str], list[str]]:
     return subject, hierarchical
 
 
-def _description(root: ElementTree.Element, source: str) -> ElementTree.Element:
-    """The rdf:Description that holds (or will hold) the keywords."""
+def _keyword_properties(
+    root: ElementTree.Element, source: str
+) -> tuple[ElementTree.Element, ElementTree.Element, bool]:
+    """The dc:subject and lr:hierarchicalSubject elements of the document (made when missing; `_edit` drops
+    them again if they stay empty), and whether merging duplicates changed the document.
+
+    Each property is looked for in every rdf:Description: exiftool writes one block per namespace, so the
+    flat and the hierarchical keywords often sit in different blocks. A property found in several blocks
+    (as sidecars written by Dogtag before 0.3 have it: readers then see only one) is merged into the first.
+    A missing one goes into the block that holds the other, else the first block.
+    """
     descriptions = list(root.iter(f"{_RDF}Description"))
-    for description in descriptions:
-        if description.find(_SUBJECT) is not None or description.find(_HIERARCHICAL) is not None:
-            return description
-    if descriptions:
-        return descriptions[0]
+    found = {tag: [(d, prop) for d in descriptions for prop in d.findall(tag)] for tag in (_SUBJECT, _HIERARCHICAL)}
+    changed = False
+    for places in found.values():
+        for description, duplicate in places[1:]:
+            _add_to_bag(places[0][1], _bag_items(duplicate))
+            description.remove(duplicate)
+            changed = True
+    home = next((places[0][0] for places in found.values() if places), None)
+    if home is None:
+        home = descriptions[0] if descriptions else _new_description(root, source)
+    properties = []
+    for tag, places in found.items():
+        if places:
+            properties.append(places[0][1])
+        else:
+            properties.append(ElementTree.SubElement(home, tag))
+    return properties[0], properties[1], changed
+
+
+def _new_description(root: ElementTree.Element, source: str) -> ElementTree.Element:
     rdf = root if root.tag == f"{_RDF}RDF" else root.find(f"{_RDF}RDF")
     if rdf is None:
         raise XmpError(f"{source}: the existing sidecar has no rdf:RDF element; left unchanged")
     return ElementTree.SubElement(rdf, f"{_RDF}Description", {f"{_RDF}about": ""})
 
 
-def _add_to_bag(description: ElementTree.Element, tag: str, items: list[str]) -> bool:
-    prop = description.find(tag)
-    if prop is None:
-        prop = ElementTree.SubElement(description, tag)
+def _add_to_bag(prop: ElementTree.Element, items: list[str]) -> bool:
+    """Add the items missing from the property's rdf:Bag (made when missing); True when one was added."""
     bag = next(iter(prop), None)
     if bag is None:
         bag = ElementTree.SubElement(prop, f"{_RDF}Bag")
     present = _bag_items(prop)
-    missing = [item for item in items if item not in present]
+    missing = [item for item in dict.fromkeys(items) if item not in present]
     for item in missing:
         ElementTree.SubElement(bag, f"{_RDF}li").text = item
     return bool(missing)
@@ -184,10 +229,7 @@ def _bag_items(prop: ElementTree.Element | None) -> list[str]:
     return [(li.text or "").strip() for li in prop.iter(f"{_RDF}li")]
 
 
-def _remove_from_bag(description: ElementTree.Element, tag: str, items: set[str]) -> bool:
-    prop = description.find(tag)
-    if prop is None or not items:
-        return False
+def _remove_from_bag(prop: ElementTree.Element, items: set[str]) -> bool:
     removed = False
     for bag in prop:
         for li in bag.findall(f"{_RDF}li"):
