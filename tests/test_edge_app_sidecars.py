@@ -13,10 +13,25 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
-from dogtag.edge_app.xmp import add_breed_keyword, read_keywords, set_breed_keyword
+from dogtag.cli import main
+from dogtag.edge_app.results import read_results
+from dogtag.edge_app.xmp import PHOTO_EXT_XMP, add_breed_keyword, read_keywords, set_breed_keyword
+from tests.review_fixtures import draw_dog
 
 EXIFTOOL = shutil.which("exiftool")
+# The bundled fast model with no thresholds: every drawn dog is a `dog` with a breed (which one does not matter).
+EVERY_PHOTO_A_DOG = ["--model", "fast", "--min-dog", "0", "--min-confidence", "0"]
+
+
+def tag(*args) -> object:
+    return CliRunner().invoke(main, ["tag", *map(str, args)])
+
+
+def breeds(results: Path) -> dict[str, str]:
+    rows, _ = read_results(results, "csv")
+    return {row.path: row.breed for row in rows}
 
 # As `exiftool -XMP-dc:Subject=Adopted -XMP-dc:Subject="Kennel 4" -XMP-lr:HierarchicalSubject="Status|Adopted"
 # -XMP-dc:Description=Friendly -XMP-xmp:Rating=4 max.xmp` writes it (exiftool 12.57): one block per namespace.
@@ -142,3 +157,91 @@ def test_a_new_sidecar_is_valid_for_exiftool_and_holds_no_empty_keyword_list(tmp
     text = (tmp_path / "rex.xmp").read_text(encoding="utf-8")
     assert "subject" not in text.lower(), "no breed left: no empty keyword lists either"
     assert_exiftool_reads(tmp_path / "rex.xmp", [], [])
+
+
+# A sidecar in the way digiKam lays them out (lucky.jpg.xmp, through Exiv2), for a photo tagged "Vaccinated".
+DIGIKAM_SIDECAR = """<?xml version="1.0" encoding="UTF-8"?>
+<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="XMP Core 4.4.0-Exiv2">
+ <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+  <rdf:Description rdf:about=""
+    xmlns:digiKam="http://www.digikam.org/ns/1.0/"
+    xmlns:dc="http://purl.org/dc/elements/1.1/"
+    xmlns:lr="http://ns.adobe.com/lightroom/1.0/">
+   <digiKam:TagsList>
+    <rdf:Seq>
+     <rdf:li>Vaccinated</rdf:li>
+    </rdf:Seq>
+   </digiKam:TagsList>
+   <dc:subject>
+    <rdf:Bag>
+     <rdf:li>Vaccinated</rdf:li>
+    </rdf:Bag>
+   </dc:subject>
+   <lr:hierarchicalSubject>
+    <rdf:Bag>
+     <rdf:li>Vaccinated</rdf:li>
+    </rdf:Bag>
+   </lr:hierarchicalSubject>
+  </rdf:Description>
+ </rdf:RDF>
+</x:xmpmeta>
+"""
+
+
+def test_the_sidecar_a_photo_already_has_is_used_whichever_way_it_is_named(tmp_path):
+    (tmp_path / "lucky.jpg.xmp").write_text(DIGIKAM_SIDECAR, encoding="utf-8")
+    (tmp_path / "max.xmp").write_text(EXIFTOOL_SIDECAR, encoding="utf-8")
+
+    add_breed_keyword(tmp_path / "lucky.jpg", "vizsla")
+    add_breed_keyword(tmp_path / "max.jpg", "bloodhound", new_name=PHOTO_EXT_XMP)
+
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["lucky.jpg.xmp", "max.xmp"], "no second sidecar"
+    assert read_keywords(tmp_path / "lucky.jpg.xmp") == (["Vaccinated", "vizsla"], ["Vaccinated", "Dogs|vizsla"])
+    assert "<digiKam:TagsList>" in (tmp_path / "lucky.jpg.xmp").read_text(encoding="utf-8")
+    assert_exiftool_reads(tmp_path / "lucky.jpg.xmp", ["Vaccinated", "vizsla"], ["Vaccinated", "Dogs|vizsla"])
+
+
+def test_a_photo_with_sidecars_of_both_names_gets_the_breed_in_both(tmp_path):
+    (tmp_path / "lucky.jpg.xmp").write_text(DIGIKAM_SIDECAR, encoding="utf-8")
+    (tmp_path / "lucky.xmp").write_text(EXIFTOOL_SIDECAR, encoding="utf-8")
+
+    add_breed_keyword(tmp_path / "lucky.jpg", "vizsla")
+    set_breed_keyword(tmp_path / "lucky.jpg", "redbone")
+
+    assert read_keywords(tmp_path / "lucky.jpg.xmp") == (["Vaccinated", "redbone"], ["Vaccinated", "Dogs|redbone"])
+    assert read_keywords(tmp_path / "lucky.xmp") == (["Adopted", "Kennel 4", "redbone"], ["Status|Adopted", "Dogs|redbone"])
+
+
+def test_new_sidecars_are_named_photo_xmp_unless_photo_jpg_xmp_is_asked_for_or_the_name_is_shared(tmp_path):
+    add_breed_keyword(tmp_path / "rex.jpg", "beagle")
+    add_breed_keyword(tmp_path / "lucky.jpg", "vizsla", new_name=PHOTO_EXT_XMP)
+    add_breed_keyword(tmp_path / "max.jpg", "pug", shared_name=True)  # max.png is there too
+    (tmp_path / "bella.xmp").write_text(EXIFTOOL_SIDECAR, encoding="utf-8")  # whose: bella.jpg's or bella.png's?
+    add_breed_keyword(tmp_path / "bella.jpg", "basset", shared_name=True)
+
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "bella.jpg.xmp", "bella.xmp", "lucky.jpg.xmp", "max.jpg.xmp", "rex.xmp"]
+    assert (tmp_path / "bella.xmp").read_text(encoding="utf-8") == EXIFTOOL_SIDECAR, "a shared name's is left alone"
+    assert read_keywords(tmp_path / "lucky.jpg.xmp") == (["vizsla"], ["Dogs|vizsla"])
+
+
+def test_dogtag_tag_xmp_adds_the_breed_to_the_sidecars_other_programs_made(tmp_path):
+    folder = tmp_path / "photos"
+    draw_dog(folder / "max.jpg", 1)
+    draw_dog(folder / "lucky.jpg", 2)
+    (folder / "max.xmp").write_text(EXIFTOOL_SIDECAR, encoding="utf-8")
+    (folder / "lucky.jpg.xmp").write_text(DIGIKAM_SIDECAR, encoding="utf-8")
+
+    result = tag(folder, *EVERY_PHOTO_A_DOG, "--xmp")
+
+    assert result.exit_code == 0, result.output
+    breed = breeds(folder / "dogtag-results.csv")
+    assert sorted(path.name for path in folder.glob("*.xmp")) == ["lucky.jpg.xmp", "max.xmp"]
+    assert read_keywords(folder / "max.xmp") == (
+        ["Adopted", "Kennel 4", breed["max.jpg"]], ["Status|Adopted", f"Dogs|{breed['max.jpg']}"])
+    assert read_keywords(folder / "lucky.jpg.xmp") == (
+        ["Vaccinated", breed["lucky.jpg"]], ["Vaccinated", f"Dogs|{breed['lucky.jpg']}"])
+    assert_exiftool_reads(folder / "max.xmp", ["Adopted", "Kennel 4", breed["max.jpg"]],
+                          ["Status|Adopted", f"Dogs|{breed['max.jpg']}"])
+    assert_exiftool_reads(folder / "lucky.jpg.xmp", ["Vaccinated", breed["lucky.jpg"]],
+                          ["Vaccinated", f"Dogs|{breed['lucky.jpg']}"])

@@ -112,7 +112,7 @@ class _Photo:
     key: str  # printable path relative to the results base: the row's `path`
     size: int | None
     mtime_ns: int | None
-    shared_name: bool = False  # another photo in its folder has the same name: see xmp.sidecar_path
+    shared_name: bool = False  # another photo in its folder has the same name: see xmp.sidecar_paths
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,11 @@ it holds stays, with its namespace prefixes, its layout and its `<?xpacket?>` wr
 not valid XML is left alone. Each keyword property is kept once, in whichever rdf:Description holds it
 (exiftool writes one block per namespace): a second copy would hide one of them from every reader.
 
-`rex.jpg` gets `rex.xmp`, unless another photo in its folder has the same name (`rex.png`): then
-each gets its own, `rex.jpg.xmp` and `rex.png.xmp` (as darktable and digiKam name sidecars), since
-one `rex.xmp` would carry both photos' breeds.
+Which sidecar: the one `rex.jpg` already has, whichever convention named it: `rex.xmp` (Lightroom) or
+`rex.jpg.xmp` (digiKam, darktable); both are kept in step when both exist. A new one is `rex.xmp`, or
+`rex.jpg.xmp` when asked (`--xmp-name photo.jpg.xmp`, for digiKam and darktable users) or when another
+photo in its folder has the same name (`rex.png`): one `rex.xmp` would carry both photos' breeds, so
+there `rex.xmp` is never used.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import os
 import re
 import xml.etree.ElementTree as ElementTree
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 NAMESPACES = {
@@ -29,6 +31,9 @@ NAMESPACES = {
     "lr": "http://ns.adobe.com/lightroom/1.0/",
 }
 KEYWORD_ROOT = "Dogs"
+# How a new sidecar is named (`--xmp-name`): rex.xmp (Lightroom's way, the default) or rex.jpg.xmp (digiKam's).
+PHOTO_XMP, PHOTO_EXT_XMP = "photo.xmp", "photo.jpg.xmp"
+SIDECAR_NAMES = (PHOTO_XMP, PHOTO_EXT_XMP)
 _RDF = f"{{{NAMESPACES['rdf']}}}"
 _SUBJECT = f"{{{NAMESPACES['dc']}}}subject"
 _HIERARCHICAL = f"{{{NAMESPACES['lr']}}}hierarchicalSubject"
@@ -49,11 +54,22 @@ class XmpError(Exception):
     """A sidecar that cannot be read or written."""
 
 
-def sidecar_path(photo: str | os.PathLike, shared_name: bool = False) -> Path:
-    """`kennel/rex.jpg` -> `kennel/rex.xmp` (as Lightroom names sidecars), or `kennel/rex.jpg.xmp` when
-    `shared_name` (another photo in the folder is called rex too)."""
+def sidecar_paths(photo: str | os.PathLike, shared_name: bool = False, new_name: str = PHOTO_XMP) -> list[Path]:
+    """The sidecars that carry `photo`'s tags: those that exist (`kennel/rex.xmp`, `kennel/rex.jpg.xmp`),
+    else the one to create, named as `new_name` says (PHOTO_XMP or PHOTO_EXT_XMP).
+
+    `shared_name`: another photo in the folder is called rex too, so `rex.xmp` is not this photo's alone
+    and only `rex.jpg.xmp` is used.
+    """
+    if new_name not in SIDECAR_NAMES:
+        raise ValueError(f"new_name must be one of {SIDECAR_NAMES}, got {new_name!r}")
     photo = os.fspath(photo)
-    return Path(photo + ".xmp" if shared_name else os.path.splitext(photo)[0] + ".xmp")
+    full, short = Path(photo + ".xmp"), Path(os.path.splitext(photo)[0] + ".xmp")
+    candidates = [full] if shared_name else [short, full]
+    existing = [path for path in candidates if path.exists()]
+    if existing:
+        return existing
+    return [full if shared_name or new_name == PHOTO_EXT_XMP else short]
 
 
 def photos_sharing_a_name(photos: Iterable[str | os.PathLike]) -> set[str]:
@@ -71,38 +87,46 @@ def photos_sharing_a_name(photos: Iterable[str | os.PathLike]) -> set[str]:
     return {photo for photo in photos if counts[name(photo)] > 1}
 
 
-def add_breed_keyword(photo: str | os.PathLike, breed: str, shared_name: bool = False) -> bool:
-    """Write or update the photo's sidecar so it carries `breed` and `Dogs|<breed>`.
+def add_breed_keyword(
+    photo: str | os.PathLike, breed: str, shared_name: bool = False, new_name: str = PHOTO_XMP
+) -> bool:
+    """Write or update the photo's sidecars so they carry `breed` and `Dogs|<breed>`.
 
-    Returns True when the sidecar was written, False when it already had both tags (then it is not
-    touched). Writing is atomic (temporary file, then rename). `shared_name`: see `sidecar_path`.
+    Returns True when a sidecar was written, False when they already had both tags (then they are not
+    touched). Writing is atomic (temporary file, then rename). Which sidecars: see `sidecar_paths`.
     """
-    path = sidecar_path(photo, shared_name)
-    text = _read_sidecar(path)
-    merged = merge_keywords(text, [breed], [f"{KEYWORD_ROOT}|{breed}"], source=path.name)
-    if merged is None:
-        return False
-    _write_sidecar(path, merged)
-    return True
+    return _update(sidecar_paths(photo, shared_name, new_name),
+                   lambda text, source: merge_keywords(text, [breed], [f"{KEYWORD_ROOT}|{breed}"], source))
 
 
-def set_breed_keyword(photo: str | os.PathLike, breed: str | None, shared_name: bool = False) -> bool:
-    """Make the photo's sidecar carry `breed` as its only Dogtag breed (a person's correction).
+def set_breed_keyword(
+    photo: str | os.PathLike, breed: str | None, shared_name: bool = False, new_name: str = PHOTO_XMP
+) -> bool:
+    """Make the photo's sidecars carry `breed` as their only Dogtag breed (a person's correction, a rerun).
 
     Every `Dogs|...` keyword, and the flat keyword of each breed it names, is removed first; all other
     tags stay. `breed` None leaves no breed (the photo is not a dog): no sidecar is created for that.
-    Returns True when the sidecar was written, False when it was already so. Atomic, like
-    `add_breed_keyword`; `shared_name`: see `sidecar_path`.
+    Returns True when a sidecar was written, False when they were already so. Atomic, like
+    `add_breed_keyword`; which sidecars: see `sidecar_paths`.
     """
-    path = sidecar_path(photo, shared_name)
-    if breed is None and not path.exists():
-        return False
-    text = _read_sidecar(path)
-    replaced = replace_breed(text, breed, source=path.name)
-    if replaced is None:
-        return False
-    _write_sidecar(path, replaced)
-    return True
+    paths = [path for path in sidecar_paths(photo, shared_name, new_name) if breed is not None or path.exists()]
+    return _update(paths, lambda text, source: replace_breed(text, breed, source))
+
+
+def _update(paths: list[Path], edit: Callable[[str, str], str | None]) -> bool:
+    """Apply `edit(text, name)` to each sidecar; every one is tried before an XmpError names the failures."""
+    written, problems = False, []
+    for path in paths:
+        try:
+            edited = edit(_read_sidecar(path), path.name)
+            if edited is not None:
+                _write_sidecar(path, edited)
+                written = True
+        except XmpError as error:
+            problems.append(str(error))
+    if problems:
+        raise XmpError("; ".join(problems))
+    return written
 
 
 def replace_breed(text: str, breed: str | None, source: str = "sidecar") -> str | None:

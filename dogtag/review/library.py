@@ -45,7 +45,7 @@ from dogtag.edge_app.reviews import (
     with_review,
 )
 from dogtag.edge_app.walk import find_photos, printable_path
-from dogtag.edge_app.xmp import XmpError, photos_sharing_a_name, set_breed_keyword, sidecar_path
+from dogtag.edge_app.xmp import XmpError, photos_sharing_a_name, set_breed_keyword, sidecar_paths
 from dogtag.review.security import inside
 
 # The page lists `unsure` first, then confident tags from the least sure, then the rest.
@@ -284,9 +284,10 @@ class Library:
         if path is None:
             return ""
         shared = path in source.shared_names
-        sidecar = sidecar_path(path, shared)
-        if not (self.xmp or sidecar.exists()):
+        sidecars = sidecar_paths(path, shared)  # those it has (rex.xmp, rex.jpg.xmp), else the one to make
+        if not (self.xmp or any(sidecar.exists() for sidecar in sidecars)):
             return ""
+        sidecar = sidecars[0]  # all in the photo's folder
         if not any(inside(folder, sidecar.parent) for folder in source.folders):
             return f"{sidecar.name}: its folder lies outside the reviewed folders; the sidecar was not written"
         try:
