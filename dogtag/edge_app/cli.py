@@ -20,6 +20,7 @@ import time
 import click
 from click.core import ParameterSource
 
+from dogtag.edge_app.classifier import Classifier, Prediction
 from dogtag.edge_app.images import PhotoError, load_photo, pillow_pixel_limit
 from dogtag.edge_app.options import (
     EXIT_INTERRUPTED,
@@ -127,12 +128,27 @@ def predict(photos, **params) -> None:
                 failed += 1
                 continue
             prediction = classifier.predict_pixels(pixels[None])[0]
-            dog = "" if prediction.dog_probability is None else f", dog probability {prediction.dog_probability:.0%}"
-            click.echo(f"{click.format_filename(photo)}: {prediction.status.replace('_', ' ')}{dog}")
-            width = max(len(breed) for breed, _ in prediction.top_k)
-            for rank, (breed, probability) in enumerate(prediction.top_k, 1):
-                click.echo(f"  {rank}. {breed:<{width}}  {probability:6.1%}")
+            click.echo("\n".join(describe_prediction(click.format_filename(photo), prediction, classifier)))
     sys.exit(EXIT_SOME_FAILED if failed else EXIT_OK)
+
+
+def describe_prediction(name: str, prediction: Prediction, classifier: Classifier) -> list[str]:
+    """What `dogtag predict` prints for one photo: its status and why, then its breeds (none when not a dog:
+    the breed scores of a cat or a wall mean nothing, and the results file lists none for it either)."""
+    dog = prediction.dog_probability
+    if prediction.status == "not_a_dog":
+        return [f"{name}: not a dog (dog probability {dog:.0%}, below the {classifier.min_dog:.0%} this model "
+                "needs to call a photo a dog)"]
+    dog_text = "" if dog is None else f", dog probability {dog:.0%}"
+    if prediction.status == "unsure":
+        lines = [f"{name}: unsure which breed{dog_text}; the best breed's {prediction.confidence:.1%} is below "
+                 f"the {classifier.min_confidence:.0%} this model needs to name one"]
+    else:
+        lines = [f"{name}: dog{dog_text}"]
+    width = max(len(breed) for breed, _ in prediction.top_k)
+    lines += [f"  {rank}. {breed:<{width}}  {probability:6.1%}"
+              for rank, (breed, probability) in enumerate(prediction.top_k, 1)]
+    return lines
 
 
 def format_summary(summary: Summary) -> str:
