@@ -6,7 +6,6 @@ These run the bundled fast model on drawn photos (no TensorFlow needed).
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from types import SimpleNamespace
 
 from click.testing import CliRunner
