@@ -3,6 +3,7 @@ than 3.10, Windows outside WSL (the 32-bit Raspberry Pi case is in test_deploy.p
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -50,3 +51,23 @@ def test_this_python_and_system_pass_and_newer_pythons_too():
     assert unsupported_python_message() is None and unsupported_platform_message() is None
     assert unsupported_python_message((3, 10, 0)) is None and unsupported_python_message((3, 13, 1)) is None
     assert unsupported_platform_message("x86_64", 64, "darwin") is None
+
+
+def test_the_readme_opens_with_the_volunteers_page_and_leaves_the_developers_material_to_docs():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    headings = re.findall(r"(?m)^## (.+)$", readme)
+    first_screen = readme[:readme.index("## Tag photos")]
+
+    assert headings[:4] == ["Install", "Tag photos", "Review and correct the tags",
+                            "Raspberry Pi: tag every new photo by itself"]
+    assert "pip install . && dogtag tag" in first_screen
+    for developer_word in ("pytest", "ruff", "real_data", "../shared", ".[all]", "Stanford"):
+        assert developer_word not in first_screen, f"{developer_word!r} comes before a volunteer has tagged a photo"
+    assert "**Windows**" in first_screen and "wsl --install" in first_screen
+    assert "**Python older than 3.10**" in first_screen and "python3.11 -m venv .venv" in first_screen
+    assert not {"Train", "Export", "Benchmark"} & set(headings), "training, export and benchmarks are in docs/"
+    developing = (REPO / "docs" / "DEVELOPING.md").read_text(encoding="utf-8")
+    assert "## Train" in developing and "## Benchmark" in developing and "python -m pytest" in developing
+    assert "[docs/DEVELOPING.md](docs/DEVELOPING.md)" in readme
+    for image in re.findall(r"\]\(([\w/.-]+\.png)\)", developing):
+        assert (REPO / "docs" / image).is_file(), f"{image} is linked from docs/DEVELOPING.md but missing"
