@@ -100,16 +100,18 @@ def add_breed_keyword(
 
 
 def set_breed_keyword(
-    photo: str | os.PathLike, breed: str | None, shared_name: bool = False, new_name: str = PHOTO_XMP
+    photo: str | os.PathLike, breed: str | None, shared_name: bool = False, new_name: str = PHOTO_XMP,
+    create: bool = True,
 ) -> bool:
     """Make the photo's sidecars carry `breed` as their only Dogtag breed (a person's correction, a rerun).
 
     Every `Dogs|...` keyword, and the flat keyword of each breed it names, is removed first; all other
-    tags stay. `breed` None leaves no breed (the photo is not a dog): no sidecar is created for that.
-    Returns True when a sidecar was written, False when they were already so. Atomic, like
-    `add_breed_keyword`; which sidecars: see `sidecar_paths`.
+    tags stay. `breed` None leaves no breed (the photo is not a dog): no sidecar is created for that,
+    nor with `create` False. Returns True when a sidecar was written, False when they were already so.
+    Atomic, like `add_breed_keyword`; which sidecars: see `sidecar_paths`.
     """
-    paths = [path for path in sidecar_paths(photo, shared_name, new_name) if breed is not None or path.exists()]
+    paths = [path for path in sidecar_paths(photo, shared_name, new_name)
+             if (breed is not None and create) or path.exists()]
     return _update(paths, lambda text, source: replace_breed(text, breed, source))
 
 
@@ -127,6 +129,24 @@ def _update(paths: list[Path], edit: Callable[[str, str], str | None]) -> bool:
     if problems:
         raise XmpError("; ".join(problems))
     return written
+
+
+def existing_sidecars(photo: str | os.PathLike, shared_name: bool = False) -> list[Path]:
+    """The sidecars `photo` has (see `sidecar_paths`); none when it has none."""
+    return [path for path in sidecar_paths(photo, shared_name) if path.exists()]
+
+
+def dogtag_breeds(photo: str | os.PathLike, shared_name: bool = False) -> list[str]:
+    """The breeds Dogtag (or the review page) wrote into the photo's sidecars: their `Dogs|...` keywords,
+    e.g. ["beagle"]; none for a photo without sidecars, or whose sidecar cannot be read."""
+    breeds = []
+    for path in existing_sidecars(photo, shared_name):
+        try:
+            _, hierarchical = read_keywords(path)
+        except (OSError, ElementTree.ParseError):
+            continue
+        breeds += [item.rsplit("|", 1)[1] for item in hierarchical if item.startswith(f"{KEYWORD_ROOT}|")]
+    return breeds
 
 
 def replace_breed(text: str, breed: str | None, source: str = "sidecar") -> str | None:
