@@ -14,11 +14,12 @@ Crash safety, by design:
 - Rewrites go to a temporary file that replaces the results file in one rename (`write_results`),
   so a crash during a rewrite leaves the old file whole.
 
-Columns: path (relative to the tagged folder), status (dog, unsure, not_a_dog, error), breed
-(empty for not_a_dog and error rows), confidence (the best breed's probability), top_k ("Beagle=0.9120;
-Basset=0.0510", alternatives below 0.1% left out; a list in JSON Lines), dog_probability, error, what
-resuming compares: size, mtime (the photo's modification time, local ISO 8601 to the nanosecond,
-"2025-03-02T14:03:11.123456789+01:00"; a string in JSON Lines too) and model_version; and what a person
+Columns: path (relative to the results file's folder: the tagged folder, or the --out file's), status
+(dog, unsure, not_a_dog, error), breed, confidence (the best breed's probability) and top_k ("Beagle=0.9120;
+Basset=0.0510", alternatives below 0.1% left out; a list in JSON Lines), all three empty for not_a_dog and
+error rows, dog_probability, error, what
+resuming compares: size, mtime (the photo's modification time: local time to the second,
+"2025-03-02 14:03:11", which Excel and LibreOffice read as a date; a string in JSON Lines too) and model_version; and what a person
 said on the review page (`dogtag review`): reviewed_breed, reviewed_by, reviewed_at. Those three are
 copied from the reviews file beside the results file (see `reviews.py`), which is their source of truth.
 """
@@ -33,7 +34,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 RESULTS_STEM = "dogtag-results"
@@ -72,6 +73,24 @@ class Row:
     line: str = field(default="", compare=False, repr=False)  # the text read back, kept verbatim on rewrite
 
 
+def prediction_row(prediction, **columns) -> Row:
+    """The row for a prediction (a `classifier.Prediction`), with the other `columns` (path, size...).
+
+    A `not_a_dog` row carries no breed, confidence or top breeds: the breed scores of a cat or a wall
+    mean nothing, and a spreadsheet sorted by breed or confidence must not put it among the dogs. Its
+    dog probability says why it is not a dog.
+    """
+    dog = prediction.status != "not_a_dog"
+    return Row(
+        status=prediction.status,
+        breed=prediction.breed if dog else "",
+        confidence=prediction.confidence if dog else None,
+        top_k=prediction.top_k if dog else (),
+        dog_probability=prediction.dog_probability,
+        **columns,
+    )
+
+
 @dataclass(frozen=True)
 class ResultsFile:
     """One results file and the folders whose photos it lists."""
@@ -96,13 +115,19 @@ def find_results(
 ) -> list[ResultsFile]:
     """The results files of these folders, as `dogtag tag`, `watch` and `review` use them.
 
-    With `out`: that one file for every folder (row paths relative to the folders' common parent).
-    Without: each folder's own `dogtag-results.<fmt>`; with no format asked, the .jsonl a folder
-    already has (and no .csv), else the .csv, so a rerun finds the file an earlier run wrote.
+    With `out`: that one file for every folder, its row paths relative to the file's own folder
+    (`../photos/rex.jpg`), so that it is readable on its own, wherever it is. A file written before
+    (paths relative to the folders' common parent) keeps its paths. Without: each folder's own
+    `dogtag-results.<fmt>`; with no format asked, the .jsonl a folder already has (and no .csv), else
+    the .csv, so a rerun finds the file an earlier run wrote.
     """
     if out is not None:
-        base = folders[0] if len(folders) == 1 else os.path.commonpath([os.path.abspath(f) for f in folders])
-        return [ResultsFile(Path(out), format_for(out, fmt), base, tuple(folders))]
+        fmt = format_for(out, fmt)
+        base = os.path.dirname(os.path.abspath(out))
+        earlier = folders[0] if len(folders) == 1 else os.path.commonpath([os.path.abspath(f) for f in folders])
+        if _paths_relative_to(earlier, out, fmt) and not _paths_relative_to(base, out, fmt):
+            base = earlier
+        return [ResultsFile(Path(out), fmt, base, tuple(folders))]
     found = []
     for folder in folders:
         if fmt is None:
@@ -112,6 +137,15 @@ def find_results(
             path = default_results_path(folder, format_for("", fmt))
         found.append(ResultsFile(path, format_for(path), folder, (folder,)))
     return found
+
+
+def _paths_relative_to(folder: str, results: str | os.PathLike, fmt: str) -> bool:
+    """Whether the photos of an existing results file's first rows are found from `folder`."""
+    try:
+        rows = read_results_file(results, fmt).rows[:20]
+    except ResultsFileError:
+        return False
+    return any(os.path.exists(os.path.join(folder, row.path)) for row in rows if row.status != "error")
 
 
 def default_results_path(folder: str | os.PathLike, fmt: str = "csv") -> Path:
@@ -129,19 +163,24 @@ def format_for(path: str | os.PathLike, fmt: str | None = None) -> str:
 
 
 def format_mtime(nanoseconds: int) -> str:
-    """A modification time as readable, exact text: local ISO 8601 with nine decimals and the UTC offset."""
-    seconds, fraction = divmod(nanoseconds, 1_000_000_000)
-    local = datetime.fromtimestamp(seconds, timezone.utc).astimezone()
-    text = local.isoformat(timespec="seconds")
-    return f"{text[:19]}.{fraction:09d}{text[19:]}"
+    """A modification time as a date that Excel and LibreOffice read: local time to the second,
+    "2025-03-02 14:03:11" (they read no UTC offset and no fraction of a second)."""
+    return datetime.fromtimestamp(nanoseconds // 1_000_000_000).strftime("%Y-%m-%d %H:%M:%S")
 
 
+_LOCAL_MTIME = re.compile(r"(\d{4}-\d\d-\d\d)[ T](\d\d:\d\d:\d\d)")
+# Older results files: local ISO 8601 to the nanosecond with the UTC offset, or seconds.nanoseconds before that.
 _ISO_MTIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d(?::\d\d)?)")
-_OLD_MTIME = re.compile(r"(-?\d+)\.(\d{9})")  # seconds.nanoseconds, as results files before ISO times had it
+_OLD_MTIME = re.compile(r"(-?\d+)\.(\d{9})")
+# A file's local time read on a machine in another time zone is off by whole quarter hours (at most 26 h).
+_TIME_ZONE_STEP, _MOST_TIME_ZONE_APART = 900, 26 * 3600
 
 
 def parse_mtime(text: str) -> int | None:
-    """The nanosecond timestamp an mtime column holds (None when it holds none), whatever the time zone."""
+    """The nanosecond timestamp an mtime column holds (None when it holds none); a local time is read
+    in this machine's time zone."""
+    if match := _LOCAL_MTIME.fullmatch(text):
+        return int(datetime.fromisoformat(f"{match[1]} {match[2]}").timestamp()) * 1_000_000_000
     if match := _ISO_MTIME.fullmatch(text):
         whole, fraction, offset = match.groups()
         moment = datetime.fromisoformat(whole + ("+00:00" if offset == "Z" else offset))
@@ -149,6 +188,19 @@ def parse_mtime(text: str) -> int | None:
     if match := _OLD_MTIME.fullmatch(text):
         return int(match[1]) * 1_000_000_000 + int(match[2])
     return None
+
+
+def same_mtime(text: str, nanoseconds: int | None) -> bool:
+    """Whether a row's mtime column is this modification time, as exactly as it was written: to the
+    second for a local time (also when written in another time zone: a whole number of quarter hours
+    apart), to the nanosecond for the older forms that carry their offset."""
+    written = parse_mtime(text)
+    if written is None or nanoseconds is None:
+        return written == nanoseconds
+    if not _LOCAL_MTIME.fullmatch(text):
+        return written == nanoseconds
+    apart = nanoseconds // 1_000_000_000 - written // 1_000_000_000
+    return apart % _TIME_ZONE_STEP == 0 and abs(apart) <= _MOST_TIME_ZONE_APART
 
 
 def one_line(text: str) -> str:

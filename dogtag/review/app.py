@@ -36,7 +36,7 @@ from starlette.datastructures import UploadFile
 from dogtag import __version__
 from dogtag.edge_app.classifier import Classifier
 from dogtag.edge_app.images import DEFAULT_MAX_PIXELS, PhotoError, load_photo
-from dogtag.edge_app.results import ResultsFileError, Row, format_row
+from dogtag.edge_app.results import ResultsFileError, format_row, prediction_row
 from dogtag.edge_app.reviews import MIXED_BREED, NOT_A_DOG, ReviewsFileError
 from dogtag.edge_app.tagging import TaggingError
 from dogtag.review.jobs import Tagger
@@ -301,10 +301,7 @@ def predict_routes(settings: Settings, classifier: Callable[[], Classifier]) -> 
                 except PhotoError as error:
                     raise HTTPException(422, f"{name}: {error}") from error
                 prediction = model.predict_pixels(pixels[None])[0]
-        breed = "" if prediction.status == "not_a_dog" else prediction.breed  # as `dogtag tag` writes it
-        row = Row(path=name, status=prediction.status, breed=breed, confidence=prediction.confidence,
-                  top_k=prediction.top_k, dog_probability=prediction.dog_probability,
-                  model_version=model.info.model_version)
+        row = prediction_row(prediction, path=name, model_version=model.info.model_version)  # as `dogtag tag` writes it
         return json.loads(format_row(row, "jsonl"))
 
     return router
