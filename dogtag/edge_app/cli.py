@@ -1,9 +1,10 @@
 """`dogtag tag` and `dogtag predict`: thin commands over `tagging.tag_folders` and `Classifier`.
 
-Exit codes (also in `dogtag tag --help`):
-  0    every photo was processed
-  1    the run finished, but some photos could not be read (error rows, listed in the summary), or a
-       sidecar or sorted copy could not be written (listed too)
+Exit codes (also in `dogtag tag --help` and the README):
+  0    every photo has its row, and this run met no new problem (a photo an earlier run could not
+       read, unchanged since, is listed but not read again)
+  1    the run finished, but it could not read some photos (error rows, listed in the summary), or
+       write a sidecar or sorted copy (listed too), or it found no photos
   2    bad command line
   3    stopped: no usable model, a missing folder, a results file that cannot be read
        or written, or a --sort-into / --xmp destination that cannot be written
@@ -21,7 +22,7 @@ import click
 from click.core import ParameterSource
 
 from dogtag.edge_app.classifier import Classifier, Prediction
-from dogtag.edge_app.images import PhotoError, load_photo, pillow_pixel_limit
+from dogtag.edge_app.images import PHOTO_SUFFIXES, PhotoError, load_photo, pillow_pixel_limit
 from dogtag.edge_app.options import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -31,12 +32,14 @@ from dogtag.edge_app.options import (
     open_classifier,
     shared_options,
 )
+from dogtag.edge_app.results import RESULTS_STEM
 from dogtag.edge_app.tagging import Summary, TaggingError, tag_folders
 
 EXIT_CODES_HELP = (
     "\b\nExit codes:\n"
-    "  0    every photo was processed\n"
-    "  1    finished, but some photos could not be read, or a sidecar or copy not written (see the summary)\n"
+    "  0    every photo has its row, and this run met no new problem\n"
+    "  1    finished, but this run could not read some photos, or write a sidecar or copy (see the summary),\n"
+    "       or found no photos\n"
     "  2    bad command line\n"
     "  3    stopped: no usable model, missing folder, results file or --sort-into/--xmp place not writable\n"
     "  130  interrupted; run the same command again to resume"
@@ -46,8 +49,8 @@ MAX_ERRORS_SHOWN = 20
 
 @click.command(epilog=EXIT_CODES_HELP)
 @click.argument("folders", nargs=-1, required=True, type=click.Path())
-@shared_options("model", "out", "fmt", "top_k", "min_confidence", "min_dog", "xmp", "sort_into", "recursive",
-                "restart", "batch_size", "workers", "threads", "max_pixels")
+@shared_options("model", "out", "fmt", "top_k", "min_confidence", "min_dog", "xmp", "xmp_name", "sort_into",
+                "recursive", "restart", "retry_errors", "batch_size", "workers", "threads", "max_pixels")
 def tag(folders, **params) -> None:
     """Tag every photo in FOLDERS with the breed of the dog.
 
@@ -75,7 +78,8 @@ def tag(folders, **params) -> None:
     note = top_k_note(summary, classifier.top_k, given)
     if note:
         click.echo(note)
-    sys.exit(EXIT_SOME_FAILED if summary.failed or summary.not_written else EXIT_OK)
+    # An error an earlier run reported, on a photo unchanged since, is listed but fails no new run.
+    sys.exit(EXIT_SOME_FAILED if summary.failed or summary.not_written or not summary.photos else EXIT_OK)
 
 
 def _check_folders(folders: tuple[str, ...]) -> None:
@@ -103,7 +107,9 @@ def top_k_note(summary: Summary, top_k: int, given: bool) -> str:
     if not summary.resumed or longest == top_k or (longest < top_k and not given):
         return ""
     how = "more" if longest > top_k else "fewer"
-    return (f"Note: the {summary.resumed} photos tagged by an earlier run keep their rows, which list up to {longest} "
+    photos = ("the 1 photo tagged by an earlier run keeps its row, which lists" if summary.resumed == 1 else
+              f"the {summary.resumed} photos tagged by an earlier run keep their rows, which list")
+    return (f"Note: {photos} up to {longest} "
             f"breed{'s' * (longest != 1)}, {how} than --top-k {top_k}; it applies to newly tagged photos only. "
             f"Run again with --restart to list {top_k} for every photo.")
 
@@ -152,32 +158,98 @@ def describe_prediction(name: str, prediction: Prediction, classifier: Classifie
 
 
 def format_summary(summary: Summary) -> str:
-    """The end-of-run report: counts per breed, unsure, not a dog, errors, sidecars and copies, time."""
+    """The end-of-run report: what was tagged, counts per breed, unsure, not a dog, errors, what changed
+    since the last run, sidecars and copies, problems."""
+    if summary.photos == 0 and not summary.unretried:
+        return "\n".join([no_photos_message(summary.folders)]
+                         + [f"Results: {click.format_filename(str(path))}" for path in summary.results])
     rate = summary.tagged / summary.seconds if summary.seconds > 0 else 0.0
-    lines = [
-        f"Tagged {summary.tagged} photo{'' if summary.tagged == 1 else 's'} in {_duration(summary.seconds)} ({rate:.1f} photos/s)"
-        + (f"; {summary.resumed} were already done" if summary.resumed else "") + "."
-    ]
+    first = f"Tagged {_count(summary.tagged, 'photo')} in {_duration(summary.seconds)} ({rate:.1f} photos/s)"
+    if summary.failed:
+        first += f"; {summary.failed} could not be read"
+    if summary.resumed:
+        first += f"; {summary.resumed} {'was' if summary.resumed == 1 else 'were'} already done"
+    lines = [first + "."]
     counts = [(breed, n) for breed, n in sorted(summary.breeds.items(), key=lambda item: (-item[1], item[0]))]
     counts += [("unsure", summary.statuses["unsure"]), ("not a dog", summary.statuses["not_a_dog"]),
                ("errors", summary.statuses["error"]), ("total", summary.photos)]
     width = max(len(name) for name, _ in counts)
     lines += [f"  {name:<{width}}  {n:>6}" for name, n in counts]
-    if summary.xmp:
-        lines.append(f"XMP sidecars beside the photos (rex.xmp for rex.jpg): {summary.sidecars_written} written, "
-                     f"{summary.sidecars_unchanged} already had the breed.")
-    if summary.sort_into is not None:
-        made = summary.copies_made
-        lines.append(f"Copied {made} photo{'' if made == 1 else 's'} into {click.format_filename(str(summary.sort_into))} "
-                     f"(a folder per breed, _unsure, _not_a_dog); {summary.copies_found} were already there.")
+    lines += rerun_lines(summary) + output_lines(summary)
     if summary.not_written:
         lines.append("Not written (these photos keep their rows; the next run tries again):")
         lines += _listed(summary.not_written, "sidecars or copies")
     if summary.errors:
         lines.append("Could not read:")
         lines += _listed(summary.errors, "rows with status 'error'")
+    if summary.unretried:
+        lines.append(f"{_count(len(summary.unretried), 'photo')} could not be read by an earlier run and "
+                     f"{'has' if len(summary.unretried) == 1 else 'have'} not changed since: not tried again "
+                     "(--retry-errors tries them):")
+        lines += _listed(summary.unretried, "rows with status 'error'")
     lines += [f"Results: {click.format_filename(str(path))}" for path in summary.results]
     return "\n".join(lines)
+
+
+def rerun_lines(summary: Summary) -> list[str]:
+    """What this run changed in rows an earlier run wrote: another model, other thresholds, new answers."""
+    lines = []
+    if summary.other_models:
+        count = sum(summary.other_models.values())
+        lines.append(f"{_count(count, 'photo')} {'was' if count == 1 else 'were'} tagged with another model "
+                     f"({', '.join(sorted(summary.other_models))}); tagged again with {summary.model_version}.")
+    if summary.restatused:
+        count = sum(summary.restatused.values())
+        lines.append(f"Under this run's thresholds {_count(count, 'photo')} changed: " + _changes(summary.restatused)
+                     + " (no need to read them again).")
+    if summary.changes:
+        lines.append("Changed since the last run: " + _changes(summary.changes) + ".")
+    return lines
+
+
+def _changes(counts) -> str:
+    def name(change) -> str:
+        return " -> ".join(change) if isinstance(change, tuple) else change
+
+    return ", ".join(f"{n} {name(change)}" for change, n in sorted(counts.items(), key=lambda item: -item[1]))
+
+
+def output_lines(summary: Summary) -> list[str]:
+    """What the run wrote besides the results: sidecars and sorted copies."""
+    lines = []
+    if summary.xmp:
+        lines.append(f"XMP sidecars (rex.xmp or rex.jpg.xmp for rex.jpg): {summary.sidecars_written} written, "
+                     f"{summary.sidecars_unchanged} already had the breed.")
+    elif summary.sidecars_written:
+        lines.append(f"XMP sidecars: {summary.sidecars_written} that carried an earlier tag now carry the row's.")
+    if summary.sort_into is not None:
+        made, moved = summary.copies_made, summary.copies_moved
+        lines.append(f"Copied {_count(made, 'photo')} into {click.format_filename(str(summary.sort_into))} "
+                     f"(a folder per breed, _unsure, _not_a_dog); {summary.copies_found} "
+                     f"{'was' if summary.copies_found == 1 else 'were'} already there"
+                     + (f"; {moved} moved to the folder of their new tag" if moved else "") + ".")
+    return lines
+
+
+def no_photos_message(folders: list[str]) -> str:
+    """"No photos found in ...", with what Dogtag reads and a few of the files it found instead."""
+    others = []
+    for folder in folders:
+        for root, dirs, files in os.walk(folder):
+            dirs[:] = [name for name in dirs if not name.startswith(".")]
+            others += [os.path.join(root, name) for name in sorted(files) if not name.startswith(".")
+                       and not name.startswith(RESULTS_STEM)]
+            if len(others) > 3:
+                break
+    where = ", ".join(click.format_filename(folder) for folder in folders)
+    found = (f"; it holds other files, e.g. {', '.join(click.format_filename(os.path.basename(p)) for p in others[:3])}"
+             if others else "; it is empty")
+    return (f"No photos found in {where}{found}. Dogtag reads {', '.join(sorted(PHOTO_SUFFIXES))} files "
+            "(camera RAW files: export them as JPEG first).")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _listed(problems: list[tuple[str, str]], rest: str) -> list[str]:

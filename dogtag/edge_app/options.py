@@ -25,6 +25,7 @@ from dogtag.edge_app.classifier import DEFAULT_TOP_K, Classifier
 from dogtag.edge_app.images import DEFAULT_MAX_PIXELS
 from dogtag.edge_app.model_file import ModelFileError
 from dogtag.edge_app.results import FORMATS
+from dogtag.edge_app.xmp import PHOTO_XMP, SIDECAR_NAMES
 
 # Photos per model call. 8 measured: same speed as 16 (386 vs 359 photos/s on 2 cores) and 115 MB peak memory
 # instead of 156 with the bundled model, whose float depthwise layers hold float activations per photo.
@@ -55,8 +56,10 @@ class TagOptions:
     fmt: str | None = None  # csv or jsonl; None: from the --out name, else the folder's file, else csv
     recursive: bool = True
     xmp: bool = False
+    xmp_name: str = PHOTO_XMP  # how a new sidecar is named: photo.xmp or photo.jpg.xmp (an existing one is used)
     sort_into: str | os.PathLike | None = None
     restart: bool = False
+    retry_errors: bool = False  # read again the photos an earlier run could not read, changed or not
     max_pixels: int = DEFAULT_MAX_PIXELS
     batch_size: int = DEFAULT_BATCH_SIZE
     workers: int | None = None  # threads decoding photos; None: up to 4
@@ -96,8 +99,12 @@ OPTIONS: dict[str, Callable] = {
         help="Below this dog probability a photo is `not_a_dog` (default: the model's)."),
     "xmp": click.option(
         "--xmp", is_flag=True,
-        help="Write the breed into an XMP sidecar beside each photo (photo.xmp; photo.jpg.xmp when photo.png is "
-             "there too), keeping its other tags: the reviewed breed, else the model's for a `dog` photo."),
+        help="Write the breed into the XMP sidecar of each photo, the one it has (photo.xmp or photo.jpg.xmp) or "
+             "a new one, keeping its other tags: the reviewed breed, else the model's for a `dog` photo."),
+    "xmp_name": click.option(
+        "--xmp-name", type=click.Choice(SIDECAR_NAMES), default=PHOTO_XMP, show_default=True,
+        help="How --xmp names a new sidecar: photo.xmp (Lightroom) or photo.jpg.xmp (digiKam, darktable). "
+             "A sidecar a photo already has is used, whichever its name."),
     "sort_into": click.option(
         "--sort-into", type=click.Path(file_okay=False), default=None,
         help="Copy photos into per-breed folders here, and _unsure/, _not_a_dog/ (never moves)."),
@@ -105,7 +112,10 @@ OPTIONS: dict[str, Callable] = {
         "--recursive/--no-recursive", default=True, show_default=True, help="Look into sub-folders."),
     "restart": click.option(
         "--restart", is_flag=True,
-        help="Ignore earlier results and tag everything again (e.g. after changing thresholds or --top-k)."),
+        help="Ignore earlier results and tag everything again (e.g. to list more breeds after raising --top-k)."),
+    "retry_errors": click.option(
+        "--retry-errors", is_flag=True,
+        help="Read again the photos an earlier run could not read (by default only those that changed since)."),
     "batch_size": click.option(
         "--batch-size", type=click.IntRange(1), default=DEFAULT_BATCH_SIZE, show_default=True,
         help="Photos per model call."),

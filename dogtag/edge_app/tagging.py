@@ -32,7 +32,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,8 +48,9 @@ from dogtag.edge_app.results import (
     exclusive_access,
     find_results,
     format_mtime,
-    parse_mtime,
+    prediction_row,
     read_results,
+    same_mtime,
     write_results,
 )
 from dogtag.edge_app.reviews import (
@@ -61,7 +62,14 @@ from dogtag.edge_app.reviews import (
     with_review,
 )
 from dogtag.edge_app.walk import find_photos, printable_path
-from dogtag.edge_app.xmp import XmpError, add_breed_keyword, photos_sharing_a_name, set_breed_keyword
+from dogtag.edge_app.xmp import (
+    PHOTO_XMP,
+    XmpError,
+    dogtag_breeds,
+    existing_sidecars,
+    photos_sharing_a_name,
+    set_breed_keyword,
+)
 
 UNSURE_FOLDER, NOT_A_DOG_FOLDER = "_unsure", "_not_a_dog"
 
@@ -75,35 +83,46 @@ class Summary:
     """What a run found: counts over every photo in the tagged folders, done now or before."""
 
     photos: int = 0
-    tagged: int = 0
-    resumed: int = 0
+    tagged: int = 0  # photos read and tagged by this run
+    resumed: int = 0  # photos whose row an earlier run wrote, kept
     statuses: Counter = field(default_factory=Counter)
     breeds: Counter = field(default_factory=Counter)
-    errors: list[tuple[str, str]] = field(default_factory=list)
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (photo, why): what this run could not read
+    unretried: list[tuple[str, str]] = field(default_factory=list)  # ... an earlier run, unchanged since: not read
     seconds: float = 0.0
     results: list[Path] = field(default_factory=list)
-    sidecars_written: int = 0  # --xmp: sidecars created or updated by this run
-    sidecars_unchanged: int = 0  # ... that already carried the breed
+    model_version: str = ""
+    other_models: Counter = field(default_factory=Counter)  # model versions of rows tagged again with this one
+    restatused: Counter = field(default_factory=Counter)  # (old, new status) of rows this run's thresholds changed
+    changes: Counter = field(default_factory=Counter)  # how the photos tagged again changed: "changed breed", ...
+    sidecars_written: int = 0  # sidecars created or updated by this run
+    sidecars_unchanged: int = 0  # --xmp: sidecars that already carried the breed
     xmp: bool = False
     sort_into: Path | None = None
     copies_made: int = 0  # --sort-into: photos copied by this run
     copies_found: int = 0  # ... whose copy an earlier run had made
+    copies_moved: int = 0  # ... whose earlier copy was in the folder of an earlier tag: moved
     not_written: list[tuple[str, str]] = field(default_factory=list)  # (photo, why its sidecar or copy failed)
     longest_resumed_top_k: int = 0  # the most breeds a row kept from an earlier run lists
+    folders: list[str] = field(default_factory=list)  # the folders tagged
 
     @property
     def failed(self) -> int:
-        """Photos that got an error row."""
-        return self.statuses["error"]
+        """Photos (and folders) this run could not read."""
+        return len(self.errors)
 
-    def add(self, row: Row, where: str) -> None:
-        """Count one row of the final results."""
+    def add(self, row: Row, where: str, now: bool = True) -> None:
+        """Count one row of the final results (`now`: written by this run)."""
         self.photos += 1
         self.statuses[row.status] += 1
         if row.status == "dog":
             self.breeds[row.breed] += 1
         if row.status == "error":
-            self.errors.append((where, row.error))
+            (self.errors if now else self.unretried).append((where, row.error))
+        elif now:
+            self.tagged += 1
+        else:
+            self.resumed += 1
 
 
 @dataclass(frozen=True)
@@ -119,6 +138,7 @@ class _Photo:
 class _Outputs:
     xmp: bool = False
     sort_into: Path | None = None
+    xmp_name: str = PHOTO_XMP
 
 
 @dataclass
@@ -131,6 +151,10 @@ class _Plan:
     todo: list[_Photo]
     folder_errors: list[Row]
     reviews: dict[str, Review] = field(default_factory=dict)
+    previous: dict[str, Row] = field(default_factory=dict)  # each photo's row before this run
+    unretried: list[Row] = field(default_factory=list)  # error rows of unchanged photos, not read again
+    other_models: Counter = field(default_factory=Counter)  # model versions of rows to tag again with this one
+    restatused: Counter = field(default_factory=Counter)  # (old, new status) of rows the thresholds changed
 
 
 def tag_folders(
@@ -140,7 +164,7 @@ def tag_folders(
     *,
     progress: Callable[[int, int], None] | None = None,
     ready: Callable[[str], bool] | None = None,
-    retry_errors: bool = True,
+    retry_errors: bool | None = None,
 ) -> Summary:
     """Tag every photo under `folders`; returns the summary. See the module docstring for the steps.
 
@@ -149,11 +173,13 @@ def tag_folders(
     model settings among them are the classifier's. `progress(done, total)` is called as photos are
     finished. Raises TaggingError when the run cannot start or its results cannot be written (rows
     written until then stay, and a rerun resumes).
-    For `dogtag watch`: a photo to tag for which `ready(path)` is False (still being copied) sits this
-    run out, and with `retry_errors=False` so does one whose error row still matches it; their rows stay.
+    A photo an earlier run could not read is read again once it changed, or always with `retry_errors`
+    (default: `options.retry_errors`). For `dogtag watch`: a photo to tag for which `ready(path)` is
+    False (still being copied) sits this run out; its row stays.
     """
     started = time.monotonic()
     options = options or TagOptions()
+    retry_errors = options.retry_errors if retry_errors is None else retry_errors
     unique = {os.path.realpath(folder): os.fspath(folder) for folder in reversed(list(folders))}
     folders = list(reversed(unique.values()))  # a folder given twice is tagged once
     for folder in folders:
@@ -172,6 +198,7 @@ def tag_folders(
             summary = _run(plans, classifier, options, progress)
     except ResultsFileError as error:
         raise TaggingError(str(error)) from error
+    summary.folders = folders
     summary.seconds = time.monotonic() - started
     return summary
 
@@ -206,9 +233,10 @@ def _run(
     plans: list[_Plan], classifier: Classifier, options: TagOptions, progress: Callable[[int, int], None] | None,
 ) -> Summary:
     """Tag what the plans left to do, appending rows; returns the counts over every planned photo."""
-    outputs = _Outputs(options.xmp, None if options.sort_into is None else Path(options.sort_into))
+    outputs = _Outputs(options.xmp, None if options.sort_into is None else Path(options.sort_into), options.xmp_name)
     batch_size = options.batch_size
-    summary = Summary(results=[plan.results for plan in plans], xmp=outputs.xmp, sort_into=outputs.sort_into)
+    summary = Summary(results=[plan.results for plan in plans], xmp=outputs.xmp, sort_into=outputs.sort_into,
+                      model_version=classifier.info.model_version)
     summary.longest_resumed_top_k = max((len(row.top_k) for plan in plans for row in plan.done.values()), default=0)
     total = sum(len(plan.todo) for plan in plans)
     finished = 0
@@ -216,6 +244,8 @@ def _run(
         progress(0, total)
     with ThreadPoolExecutor(max_workers=options.workers or min(4, os.cpu_count() or 1)) as pool:
         for plan in plans:
+            summary.other_models.update(plan.other_models)
+            summary.restatused.update(plan.restatused)
             rows: dict[str, Row] = dict(plan.done)
             with ResultsWriter(plan.results, plan.fmt) as writer:
                 for row in plan.folder_errors:
@@ -223,7 +253,8 @@ def _run(
                     rows[row.path] = row
                 for photo in plan.photos:  # photos done by an earlier run get the sidecars and copies asked now
                     if photo.key in plan.done:
-                        _write_outputs(photo, plan.done[photo.key], outputs, summary, plan.base)
+                        _write_outputs(photo, plan.done[photo.key], plan.previous.get(photo.key), outputs, summary,
+                                       plan.base)
                 loading = _load_all(pool, plan.todo, classifier, options.max_pixels, window=2 * batch_size + 8)
                 with closing(loading):  # on Ctrl-C, photos queued for decoding are dropped at once
                     for batch in _batches(loading, batch_size):
@@ -233,24 +264,41 @@ def _run(
                             rows[photo.key] = row
                         writer.sync()  # the rows are safe before sidecars and copies say they exist
                         for photo, _, _ in batch:
-                            _write_outputs(photo, rows[photo.key], outputs, summary, plan.base)
+                            before = plan.previous.get(photo.key)
+                            _write_outputs(photo, rows[photo.key], before, outputs, summary, plan.base)
+                            if before is not None and (change := _change(before, rows[photo.key])):
+                                summary.changes[change] += 1
                         finished += len(batch)
                         if progress:
                             progress(finished, total)
-            summary.tagged += len(plan.todo)
-            summary.resumed += len(plan.done)
             for photo in plan.photos:
-                summary.add(rows[photo.key], os.path.join(plan.base, photo.key))
+                summary.add(rows[photo.key], os.path.join(plan.base, photo.key), now=photo.key not in plan.done)
+            for row in plan.unretried:
+                summary.add(row, os.path.join(plan.base, row.path), now=False)
             for row in plan.folder_errors:
                 summary.add(row, os.path.join(plan.base, row.path))
     return summary
 
 
+def _change(before: Row, after: Row) -> str:
+    """How a photo's row changed when it was tagged again: "dog -> unsure", "changed breed", or ""."""
+    if before.status != after.status:
+        return f"{before.status} -> {after.status}"
+    if before.status in ("dog", "unsure") and before.breed != after.breed:
+        return "changed breed"
+    return ""
+
+
 def _plan(
     target: ResultsFile, classifier: Classifier, options: TagOptions,
-    ready: Callable[[str], bool] | None = None, retry_errors: bool = True,
+    ready: Callable[[str], bool] | None = None, retry_errors: bool = False,
 ) -> _Plan:
-    """Walk the folders and split their photos into done (by an earlier run) and to do."""
+    """Walk the folders and split their photos into done (by an earlier run) and to do.
+
+    A row is kept when its photo is unchanged and was tagged with this model, then given the status
+    this run's thresholds give it (no need to read the photo again for that); an error row is kept,
+    and its photo not read again, unless the photo changed or `retry_errors`.
+    """
     results, fmt, base = target.path, target.fmt, target.base
     folder_errors: list[Row] = []
     version = classifier.info.model_version
@@ -276,24 +324,67 @@ def _plan(
         reviews = read_reviews(reviews_path(results))
     except ReviewsFileError as error:
         raise ResultsFileError(str(error)) from error
-    kept, reviewed = {}, 0
-    for row in existing:  # later rows win: a photo tagged twice keeps its last row
-        photo = by_key.get(row.path)
-        unchanged = photo is not None and _still_valid(row, photo, version)
-        if (row.status == "error" and (retry_errors or not unchanged)) or (photo is not None and not unchanged):
-            kept.pop(row.path, None)
-        else:
-            kept[row.path] = with_review(row, reviews.get(row.path))
-            reviewed += kept[row.path] is not row
-    if options.restart or not whole or reviewed or len(kept) != len(existing):
+    previous = {row.path: row for row in existing if row.path in by_key}  # later rows win
+    kept: dict[str, Row] = {}
+    rewrite = options.restart or not whole
+    other_models: Counter = Counter()
+    restatused: Counter = Counter()
+    for key, row in {row.path: row for row in existing}.items():
+        photo = by_key.get(key)
+        same_file = photo is not None and _same_file(row, photo)
+        if photo is not None and not (same_file and row.model_version == version):
+            if same_file and row.status != "error":
+                other_models[row.model_version] += 1
+            continue
+        if row.status == "error" and (retry_errors or photo is None):
+            continue
+        reviewed = with_review(row, reviews.get(key))
+        now = reviewed if photo is None else _under_thresholds(reviewed, classifier)
+        if now is None:  # a not_a_dog row that would now be a dog: tagged again to know its breed
+            continue
+        if now.status != row.status:
+            restatused[(row.status, now.status)] += 1
+        kept[key] = now
+        rewrite = rewrite or now is not row
+    if rewrite or len(kept) != len(existing):
         write_results(results, fmt, list(kept.values()))
-    left_out = {key for key, row in kept.items() if row.status == "error"}  # only kept when not retried
+    unretried = [row for key, row in kept.items() if row.status == "error" and key in by_key]
+    left_out = {key for key, row in kept.items() if row.status == "error"}
     if ready is not None:
         left_out.update(photo.key for photo in photos if photo.key not in kept and not ready(photo.path))
     photos = [photo for photo in photos if photo.key not in left_out]
     done = {key: row for key, row in kept.items() if key in by_key and key not in left_out}
     todo = [photo for photo in photos if photo.key not in done]
-    return _Plan(results, fmt, base, photos, done, todo, folder_errors, reviews)
+    return _Plan(results, fmt, base, photos, done, todo, folder_errors, reviews, previous, unretried,
+                 other_models, restatused)
+
+
+# Confidences and dog probabilities are written with 4 decimals: within this of a threshold, the
+# status the row was written with stands.
+_ROUNDING = 0.00005
+
+
+def _under_thresholds(row: Row, classifier: Classifier) -> Row | None:
+    """`row` with the status this classifier's thresholds give it (the row itself when unchanged); None for
+    a not_a_dog row that would now be a dog, which lists no breeds: its photo must be tagged again."""
+    if row.status not in ("dog", "unsure", "not_a_dog"):
+        return row
+    dog = row.dog_probability
+    if row.status == "not_a_dog" and row.confidence is None:
+        return None if dog is not None and dog >= classifier.min_dog + _ROUNDING else row
+    if row.confidence is None:
+        return row
+    def around(value: float) -> tuple[float, float]:  # what the written value may have been, within [0, 1]
+        return max(0.0, value - _ROUNDING), min(1.0, value + _ROUNDING)
+
+    dogs = (None,) if dog is None else around(dog)
+    status = {classifier.status(confidence, d) for confidence in around(row.confidence) for d in dogs}
+    if len(status) != 1 or row.status in status:
+        return row
+    (status,) = status
+    if status == "not_a_dog":
+        return replace(row, status=status, breed="", confidence=None, top_k=(), line="")
+    return replace(row, status=status, breed=row.breed or row.top_k[0][0], line="")
 
 
 def _stat(path: str, key: str, shared_name: bool) -> _Photo:
@@ -304,9 +395,9 @@ def _stat(path: str, key: str, shared_name: bool) -> _Photo:
     return _Photo(path, key, info.st_size, info.st_mtime_ns, shared_name)
 
 
-def _still_valid(row: Row, photo: _Photo, model_version: str) -> bool:
-    # mtimes are compared as instants: a row written in another time zone is still valid
-    return (row.size, parse_mtime(row.mtime), row.model_version) == (photo.size, photo.mtime_ns, model_version)
+def _same_file(row: Row, photo: _Photo) -> bool:
+    """Whether the photo is the one the row was written for (same size and modification time)."""
+    return row.size == photo.size and same_mtime(row.mtime, photo.mtime_ns)
 
 
 def _load_all(
@@ -365,55 +456,108 @@ def _classify(
         if pixels is None:
             rows.append((photo, Row(status="error", error=f"{problem}; skipped", **common)))
             continue
-        prediction = next(predictions)
-        rows.append((photo, Row(
-            status=prediction.status,
-            # a wall has no breed: sorting the sheet by breed must not put it among the bassets (top_k keeps the guess)
-            breed="" if prediction.status == "not_a_dog" else prediction.breed,
-            confidence=prediction.confidence,
-            top_k=prediction.top_k,
-            dog_probability=prediction.dog_probability,
-            **common,
-        )))
+        rows.append((photo, prediction_row(next(predictions), **common)))
     return rows
 
 
-def _write_outputs(photo: _Photo, row: Row, outputs: _Outputs, summary: Summary, base: str) -> None:
-    """Write the sidecar and the sorted copy a row asks for, counting them (and any failure) in the summary."""
+def _write_outputs(
+    photo: _Photo, row: Row, before: Row | None, outputs: _Outputs, summary: Summary, base: str
+) -> None:
+    """Bring the photo's sidecars and sorted copy in step with its row, counting them (and any failure).
+
+    With --xmp the sidecar carries the row's breed (`reviews.sidecar_breed`), and no Dogtag breed for
+    the others; without, a sidecar that carries a Dogtag breed is still kept in step. With --sort-into
+    the photo has one copy, in its row's folder, with copies of its sidecars beside it; a copy made
+    for an earlier tag (`before`) is moved.
+    """
     where = os.path.join(base, photo.key)
-    if outputs.xmp and (row.reviewed_breed or row.status == "dog"):
-        try:
-            if row.reviewed_breed:  # a person's answer replaces the model's breed in the sidecar
-                written = set_breed_keyword(photo.path, sidecar_breed(row), photo.shared_name)
-            else:
-                written = add_breed_keyword(photo.path, row.breed, photo.shared_name)
-            if written:
-                summary.sidecars_written += 1
-            else:
-                summary.sidecars_unchanged += 1
-        except XmpError as error:
-            summary.not_written.append((where, f"no sidecar: {error}"))
-    if outputs.sort_into is not None and row.status != "error":
-        folder = outputs.sort_into / sorted_folder_name(row)
-        try:
-            _, copied = copy_into(photo.path, folder)
-        except OSError as error:
-            summary.not_written.append((where, f"not copied into {folder} ({error.strerror or error})"))
-        else:
-            if copied:
-                summary.copies_made += 1
-            else:
-                summary.copies_found += 1
+    wanted = sidecar_breed(row) if row.status != "error" else None
+    try:
+        if outputs.xmp and row.status != "error":
+            written = set_breed_keyword(photo.path, wanted, photo.shared_name, outputs.xmp_name)
+            summary.sidecars_written += written
+            summary.sidecars_unchanged += not written and wanted is not None
+        elif row.status != "error" and dogtag_breeds(photo.path, photo.shared_name) not in ([], [wanted]):
+            summary.sidecars_written += set_breed_keyword(photo.path, wanted, photo.shared_name, create=False)
+    except XmpError as error:
+        summary.not_written.append((where, f"no sidecar: {error}"))
+    if outputs.sort_into is None or row.status == "error":
+        return
+    folder = outputs.sort_into / sorted_folder_name(row)
+    try:
+        copy, copied = copy_into(photo.path, folder)
+        copy_sidecars(photo.path, photo.shared_name, copy)
+        earlier = {sorted_folder_name(old) for old in (before, row) if old is not None}
+        earlier |= {sorted_folder_name(replace(old, reviewed_breed="")) for old in (before, row) if old is not None}
+        moved = any([remove_copy(photo.path, outputs.sort_into / name) for name in earlier - {folder.name}])
+    except OSError as error:
+        summary.not_written.append((where, f"not copied into {folder} ({error.strerror or error})"))
+        return
+    if moved:
+        summary.copies_moved += 1
+    elif copied:
+        summary.copies_made += 1
+    else:
+        summary.copies_found += 1
 
 
 def sorted_folder_name(row: Row) -> str:
-    """The --sort-into sub-folder for a row: the breed (made safe as a folder name), or _unsure / _not_a_dog."""
-    if row.status == "unsure":
+    """The --sort-into sub-folder for a row: the reviewed breed, else the model's (made safe as a folder
+    name), or _unsure / _not_a_dog."""
+    if row.reviewed_breed:
+        breed = sidecar_breed(row)
+        if breed is None:
+            return NOT_A_DOG_FOLDER
+    elif row.status == "unsure":
         return UNSURE_FOLDER
-    if row.status == "not_a_dog":
+    elif row.status == "not_a_dog":
         return NOT_A_DOG_FOLDER
-    name = row.breed.replace(os.sep, "-").replace("/", "-").strip(". ")
+    else:
+        breed = row.breed
+    name = breed.replace(os.sep, "-").replace("/", "-").strip(". ")
     return name or UNSURE_FOLDER
+
+
+def copy_sidecars(photo: str | os.PathLike, shared_name: bool, copy: Path) -> None:
+    """Copy the photo's sidecars beside its copy, named after it (`rex (2).xmp` or `rex (2).jpg.xmp`, as the
+    original is named), when missing or different; a sidecar appears under its name only when complete."""
+    full_name = os.path.basename(photo) + ".xmp"
+    for sidecar in existing_sidecars(photo, shared_name):
+        target = copy.with_name(copy.name + ".xmp") if sidecar.name == full_name else copy.with_suffix(".xmp")
+        data = sidecar.read_bytes()
+        if target.exists() and target.read_bytes() == data:
+            continue
+        partial = target.with_name(f".{target.name}.partial")
+        try:
+            partial.write_bytes(data)
+            os.replace(partial, target)
+        except OSError:
+            with contextlib.suppress(OSError):
+                partial.unlink()
+            raise
+
+
+def remove_copy(photo: str | os.PathLike, folder: Path) -> bool:
+    """Remove the copy of `photo` that `copy_into` made in `folder`, and its sidecars; False when none is there.
+
+    The copy is told by its name (`rex.jpg`, `rex (2).jpg`...) and its size and time, which copies keep.
+    """
+    name = os.path.basename(photo)
+    stem, suffix = os.path.splitext(name)
+    source = os.stat(photo)
+    for number in range(1, 10_000):
+        target = folder / (name if number == 1 else f"{stem} ({number}){suffix}")
+        try:
+            existing = target.stat()
+        except FileNotFoundError:
+            return False
+        if (existing.st_size, existing.st_mtime_ns) == (source.st_size, source.st_mtime_ns):
+            target.unlink()
+            for sidecar in (target.with_name(target.name + ".xmp"), target.with_suffix(".xmp")):
+                with contextlib.suppress(FileNotFoundError):
+                    sidecar.unlink()
+            return True
+    return False
 
 
 def copy_into(photo: str | os.PathLike, folder: Path) -> tuple[Path, bool]:

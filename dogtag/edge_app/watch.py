@@ -469,7 +469,7 @@ def _pass_report(summary: Summary, first: bool, waiting: int) -> str:
                       "  3    cannot start: no usable model, results file not ours or in use\n"
                       "  130  stopped at once by a second Ctrl-C (rows written so far are kept)")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False))
-@shared_options("model", "out", "fmt", "top_k", "min_confidence", "min_dog", "xmp", "sort_into", "recursive")
+@shared_options("model", "out", "fmt", "top_k", "min_confidence", "min_dog", "xmp", "xmp_name", "sort_into", "recursive")
 @click.option("--settle", type=click.FloatRange(0), default=DEFAULT_SETTLE, show_default=True,
               help="Seconds a new photo's size must stay the same before it is read (copies in progress).")
 @click.option("--poll", type=click.FloatRange(0.1), default=None, metavar="SECONDS",
