@@ -224,3 +224,16 @@ def test_sorted_copies_carry_their_sidecar(tmp_path):
     assert (copy0 / "dog0.xmp").read_bytes() == (folder / "dog0.xmp").read_bytes()
     assert (copy1 / "dog1.jpg.xmp").read_bytes() == (folder / "dog1.jpg.xmp").read_bytes()
     assert "Vaccinated" in read_keywords(copy1 / "dog1.jpg.xmp")[0]
+
+
+def test_the_raspberry_pi_check_compares_not_a_dog_rows_that_list_no_breeds():
+    from deploy import raspberry_pi_check as check
+
+    wall = {"path": "wall.jpg", "status": "not_a_dog", "breed": "", "confidence": "", "top_k": "",
+            "dog_probability": "0.0200", "error": ""}
+    there = dict(wall, dog_probability="0.0300")
+
+    result = check.compare("m.tflite", {"wall.jpg": wall}, {"wall.jpg": there}, min_confidence=0.5, min_dog=0.5,
+                           tolerance=0.1)
+
+    assert result.problems == [] and result.max_difference == pytest.approx(0.01)

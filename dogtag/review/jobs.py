@@ -19,7 +19,7 @@ from pathlib import Path
 
 from dogtag.edge_app.classifier import Classifier
 from dogtag.edge_app.options import TagOptions
-from dogtag.edge_app.results import ResultsFileError, add_rows, exclusive_access, read_results
+from dogtag.edge_app.results import ResultsFileError, add_rows, exclusive_access, find_results, read_results
 from dogtag.edge_app.tagging import TaggingError, tag_folders
 from dogtag.edge_app.walk import printable_path
 from dogtag.review.library import Library, Source
@@ -119,10 +119,14 @@ class Tagger:
         own.parent.mkdir(parents=True, exist_ok=True)
         self._tag([str(intake)], own, "csv")
         rows, _ = read_results(own, "csv")
-        prefix = printable_path(os.path.relpath(intake, source.base))
+        start = find_results([str(intake)], own, "csv")[0].base  # where the paths in `own` start from
+
+        def path_in_source(path: str) -> str:
+            return os.path.relpath(os.path.normpath(os.path.join(start, path)), os.path.abspath(source.base))
+
         with exclusive_access(source.results):
             known = {row.path for row in read_results(source.results, source.fmt)[0]}
-            new = [replace(row, path=f"{prefix}/{row.path}", line="") for row in rows]
+            new = [replace(row, path=path_in_source(row.path), line="") for row in rows]
             new = [row for row in new if row.path not in known]
             if new:
                 add_rows(source.results, source.fmt, new)
