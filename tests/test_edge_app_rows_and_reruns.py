@@ -24,7 +24,7 @@ from dogtag.edge_app.tagging import sorted_folder_name
 from dogtag.edge_app.xmp import read_keywords
 from tests.edge_fixtures import make_breed_photo
 from tests.review_fixtures import draw_dog
-from tests.test_edge_app_sidecars import DIGIKAM_SIDECAR
+from tests.test_edge_app_sidecars import DIGIKAM_SIDECAR, assert_exiftool_reads
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -113,6 +113,8 @@ def test_a_rerun_with_another_model_says_so_and_brings_every_sidecar_and_copy_in
     assert f"4 photos were tagged with another model ({old_model}); tagged again with {new_model}" in result.output
     assert f"Changed since the last run: {len(changed)} changed breed" in result.output
     assert "Status|Adopted" in read_keywords(sidecar)[1], "what a person wrote stays"
+    breed = after["dog0.jpg"].breed
+    assert_exiftool_reads(sidecar, [breed], ["Status|Adopted", f"Dogs|{breed}"])
 
 
 def test_a_rerun_with_other_thresholds_says_what_changes_without_tagging_again(tmp_path):

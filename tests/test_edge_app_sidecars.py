@@ -245,3 +245,18 @@ def test_dogtag_tag_xmp_adds_the_breed_to_the_sidecars_other_programs_made(tmp_p
                           ["Status|Adopted", f"Dogs|{breed['max.jpg']}"])
     assert_exiftool_reads(folder / "lucky.jpg.xmp", ["Vaccinated", breed["lucky.jpg"]],
                           ["Vaccinated", f"Dogs|{breed['lucky.jpg']}"])
+
+
+def test_xmp_name_photo_jpg_xmp_names_new_sidecars_as_digikam_and_darktable_read_them(tmp_path):
+    folder = tmp_path / "photos"
+    draw_dog(folder / "rex.jpg", 1)
+    draw_dog(folder / "max.jpg", 2)
+    (folder / "max.xmp").write_text(EXIFTOOL_SIDECAR, encoding="utf-8")  # Lightroom's, made before
+
+    result = tag(folder, *EVERY_PHOTO_A_DOG, "--xmp", "--xmp-name", "photo.jpg.xmp")
+
+    assert result.exit_code == 0, result.output
+    breed = breeds(folder / "dogtag-results.csv")
+    assert sorted(path.name for path in folder.glob("*.xmp")) == ["max.xmp", "rex.jpg.xmp"], "max keeps its own"
+    assert_exiftool_reads(folder / "rex.jpg.xmp", [breed["rex.jpg"]], [f"Dogs|{breed['rex.jpg']}"])
+    assert "--xmp-name [photo.xmp|photo.jpg.xmp]" in CliRunner().invoke(main, ["tag", "--help"]).output
