@@ -3,22 +3,27 @@
 `tag_folders` is what `dogtag tag` runs. The steps for each results file:
 
 1. Walk the folders for photos (see `walk.py`) and stat each one.
-2. Read the results file left by an earlier run. A photo is done when its row is not an error and
-   its size, modification time and model version are unchanged; other rows of this walk (errors,
-   changed files, a torn last line) are dropped in one atomic rewrite and their photos tagged again.
+2. Read the results file left by an earlier run. A photo is done when its size and modification
+   time are unchanged and the same model tagged it; its row then gets the status this run's
+   thresholds give it (counted in the summary: no need to read the photo again). A photo an earlier
+   run could not read is read again only once it changed (or with retry_errors). Other rows of this
+   walk (another model, changed files, a torn last line) are dropped in one atomic rewrite and their
+   photos tagged again; the summary counts how their rows changed.
 3. Decode and resize photos in a thread pool (Pillow releases the GIL while decoding) while the
    main thread runs the model on batches and appends one row per photo, fsynced per batch.
 
-Photos are only ever opened for reading. Optional outputs, applied to done photos too (so adding
---xmp to a finished run completes it): an XMP sidecar with the breed for `dog` rows, and copies
-into per-breed folders (`_unsure/`, `_not_a_dog/` for the others). A place they cannot be written
-stops the run before it starts (the --sort-into folder, a read-only photo folder with --xmp); one
-sidecar or copy that fails later is counted in the summary, and its photo keeps its row: the results
-file says what the model saw, and the next run tries the sidecar or copy again.
+Photos are only ever opened for reading. Sidecars and sorted copies follow the rows, done photos'
+too (so adding --xmp to a finished run completes it, and a rerun that changes a row changes them):
+an XMP sidecar carries the row's breed (--xmp; without it, a sidecar that carries a Dogtag breed is
+still kept in step), and a photo has one copy, with its sidecars, in its row's folder (`_unsure/`,
+`_not_a_dog/` for the others). A place they cannot be written stops the run before it starts (the
+--sort-into folder, a read-only photo folder with --xmp); one sidecar or copy that fails later is
+counted in the summary, and its photo keeps its row: the results file says what the model saw, and
+the next run tries the sidecar or copy again.
 
 A person's review (`dogtag review`, kept in the reviews file beside the results, see `reviews.py`)
-is copied into every row written for that photo, old or new, and an --xmp sidecar carries the
-reviewed breed instead of the model's: no run overwrites a human.
+is copied into every row written for that photo, old or new, and sidecars and sorted copies carry
+the reviewed breed instead of the model's: no run overwrites a human.
 """
 
 from __future__ import annotations
