@@ -239,3 +239,15 @@ def test_the_raspberry_pi_check_compares_not_a_dog_rows_that_list_no_breeds():
                            tolerance=0.1)
 
     assert result.problems == [] and result.max_difference == pytest.approx(0.01)
+
+
+def test_a_restart_also_moves_the_copies_and_updates_the_sidecars_of_changed_rows(tmp_path):
+    folder, sort_folder = shelter(tmp_path / "photos", 2), tmp_path / "sorted"
+    assert run("tag", folder, "--model", "fast", "--xmp", "--sort-into", sort_folder, *EVERY_PHOTO_A_DOG).exit_code == 0
+
+    result = run("tag", folder, "--model", "fast", "--xmp", "--sort-into", sort_folder, "--restart",
+                 "--min-dog", "0", "--min-confidence", "0.999")
+
+    assert result.exit_code == 0, result.output
+    assert "Changed since the last run: 2 dog -> unsure." in result.output
+    assert {row.status for row in assert_files_agree_with_rows(folder, sort_folder).values()} == {"unsure"}

@@ -324,7 +324,7 @@ def _plan(
     shared = photos_sharing_a_name(found.values())
     by_key = {key: _stat(path, key, path in shared) for key, path in found.items()}
     photos = list(by_key.values())
-    existing, whole = ([], True) if options.restart else read_results(results, fmt)
+    existing, whole = read_results(results, fmt)  # with --restart too: a copy made for an old row must move
     try:
         reviews = read_reviews(reviews_path(results))
     except ReviewsFileError as error:
@@ -334,7 +334,8 @@ def _plan(
     rewrite = options.restart or not whole
     other_models: Counter = Counter()
     restatused: Counter = Counter()
-    for key, row in {row.path: row for row in existing}.items():
+    earlier = {} if options.restart else {row.path: row for row in existing}  # the last row of each path
+    for key, row in earlier.items():
         photo = by_key.get(key)
         same_file = photo is not None and _same_file(row, photo)
         if photo is not None and not (same_file and row.model_version == version):
