@@ -380,6 +380,7 @@ def _under_thresholds(row: Row, classifier: Classifier) -> Row | None:
         return None if dog is not None and dog >= classifier.min_dog + _ROUNDING else row
     if row.confidence is None:
         return row
+
     def around(value: float) -> tuple[float, float]:  # what the written value may have been, within [0, 1]
         return max(0.0, value - _ROUNDING), min(1.0, value + _ROUNDING)
 
