@@ -27,7 +27,7 @@ def run_setup_py_as_pip_does(tmp_path: Path, pretend: str) -> subprocess.Complet
 
 
 @pytest.mark.parametrize("version", [(3, 9, 2), (3, 7, 3)], ids=["bullseye-3.9", "buster-3.7"])
-def test_pip_install_on_an_old_python_stops_before_downloading_anything_and_says_which_python_to_use(
+def test_pip_install_on_an_old_python_stops_before_installing_anything_and_says_which_python_to_use(
         tmp_path, version):
     result = run_setup_py_as_pip_does(tmp_path, f"sys.version_info = {version + ('final', 0)!r}")
 
