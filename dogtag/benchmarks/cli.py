@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from dogtag.benchmarks.settings import FULL, QUICK, default_threads, parse_threads
-from dogtag.train.cli import data_option
+from dogtag.train.options import data_option
 
 
 @click.command()

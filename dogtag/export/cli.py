@@ -24,7 +24,7 @@ from dogtag.export.formats import (
     parse_calibration,
     parse_formats,
 )
-from dogtag.train.cli import data_option
+from dogtag.train.options import data_option
 
 
 @click.command()
