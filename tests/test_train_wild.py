@@ -130,7 +130,7 @@ def test_distillation_targets_mix_the_teachers_probabilities_with_the_true_label
 
 
 def test_thresholds_are_tuned_on_validation_photos_for_precision_and_for_letting_dogs_through():
-    from dogtag.train.transfer_run import tune_thresholds
+    from dogtag.edge_app.thresholds import tune_thresholds
 
     sure = np.tile([[0.9, 0.1]], (100, 1))  # all right
     torn = np.tile([[0.6, 0.4]], (100, 1))  # half right
@@ -143,3 +143,20 @@ def test_thresholds_are_tuned_on_validation_photos_for_precision_and_for_letting
     assert thresholds["validation_coverage_above_min_confidence"] == 0.5
     assert thresholds["min_dog"] == 0.2  # above it, more than 2.5% of the dogs would be turned away
     assert tune_thresholds(probabilities, labels, dog, dog_recall=0.96)["min_dog"] == 0.5  # capped at 0.5
+    # A model without a dog output (the scratch CNN) gets a min_confidence and no min_dog to misread.
+    no_dog_output = tune_thresholds(probabilities, labels)
+    assert no_dog_output["min_confidence"] == 0.65 and "min_dog" not in no_dog_output
+
+
+def test_dogs_in_the_wild_figures_count_a_photo_as_the_edge_app_would_tag_it():
+    from dogtag.edge_app.classifier import photo_status
+
+    breeds = np.array([[0.9, 0.1], [0.55, 0.45], [0.8, 0.2], [0.7, 0.3]])
+    dog = np.array([0.9, 0.9, 0.1, 0.2])
+    labels = np.array([0, 0, 1, NOT_A_DOG])
+    figures = wild_metrics(breeds, dog, labels, ["a"] * 4, min_confidence=0.6, min_dog=0.3)
+    statuses = [photo_status(max(b), d, 0.6, 0.3) for b, d in zip(breeds, dog, strict=True)]
+    assert statuses == ["dog", "unsure", "not_a_dog", "not_a_dog"]
+    assert figures["dogs_rejected"] == round(1 / 3, 4)  # the dog the edge app would call no dog
+    assert figures["dogs_confident"] == round(1 / 3, 4)  # only the first is tagged `dog`
+    assert figures["not_dogs_called_dog"] == 0.0

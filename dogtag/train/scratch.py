@@ -28,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dogtag.edge_app.model_file import ModelInfo
+from dogtag.edge_app.thresholds import tune_thresholds
 from dogtag.train import run_record
 from dogtag.train.dataset import Dataset, load_split, select_breeds, stratified_indices
 from dogtag.train.devices import distribution_strategy, training_precision
@@ -37,6 +37,7 @@ from dogtag.train.layers import MirrorImage
 from dogtag.train.pipeline import image_dataset
 from dogtag.train.preprocess import Augmentation, Preprocessing, augmentation_layers
 from dogtag.train.run_record import RunMismatch
+from dogtag.train.saving import model_info, save_model
 
 BLOCK_TYPES = ("vgg", "residual", "separable")
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -493,15 +494,6 @@ def best_epoch(history: dict) -> int:
     return max(range(len(scores)), key=lambda i: scores[i]) + 1 if scores else 0
 
 
-def inference_ms_per_image(model: keras.Model, size: int, batch: int = 32) -> float:
-    """Milliseconds per image of a batched Keras forward pass on this CPU (after one warm-up call)."""
-    images = np.random.default_rng(0).uniform(0, 255, (batch, size, size, 3)).astype("float32")
-    model.predict(images[:4], verbose=0)
-    began = time.perf_counter()
-    model.predict(images, batch_size=batch, verbose=0)
-    return round((time.perf_counter() - began) / batch * 1000, 2)
-
-
 def load_breeds(data: Path, breeds: list[str] | None, count: int | None) -> tuple[Dataset, Dataset]:
     """The official train and test splits restricted to the chosen breeds (all when none chosen)."""
     return (select_breeds(load_split(data, "train"), breeds, count),
@@ -520,8 +512,6 @@ def run_scratch(
     so far) and resumes when started again with the same folder. `init_from` (a model.keras of the
     same architecture, e.g. trained on more breeds) warm-starts every layer but the head.
     """
-    from dogtag.train.transfer_run import tune_thresholds
-
     run_dir = Path(run_dir)
     check_run_folder(run_dir / "checkpoints", params, init_from)
     train_split, test_split = load_breeds(data, breeds, breed_count)
@@ -542,8 +532,7 @@ def run_scratch(
     model = with_flip_tta(network) if params.flip_tta else network
     init_from = init_from or state.get("init_from")  # a resumed or re-evaluated run keeps its record
     val_probabilities = predict(model, images[val_rows])
-    thresholds = tune_thresholds(val_probabilities, labels[val_rows], np.ones(len(val_rows)))
-    thresholds = {k: v for k, v in thresholds.items() if "dog" not in k}
+    thresholds = tune_thresholds(val_probabilities, labels[val_rows])  # no dog output: no min_dog
     metrics = evaluate(predict(model, test_images), test_labels, train_split.breeds)
     stopped = state["stopped"] or ("planned epochs done" if state["epoch"] >= params.epochs else "interrupted")
     metrics.update(
@@ -557,13 +546,15 @@ def run_scratch(
         parameters=int(network.count_params()), thresholds=thresholds,
         train_images=len(fit_rows), validation_images=len(val_rows), test_images=len(test_split),
     )
-    save_model(model, train_split, params, thresholds, run_dir)
+    info = model_info(train_split, params.size, thresholds, f"scratch-{params.describe()}-{run_dir.name}",
+                      dog_output=None, architecture=params.describe(), flip_tta=params.flip_tta)
+    milliseconds = save_model(model, info, run_dir, log)
     metrics["timings"] = {
         "training_seconds": state["seconds"],
         "image_cache_seconds": round(cache_seconds, 1),
         # A resumed run trained in several sittings: all of their training, this sitting's caching and evaluation.
         "total_seconds": round(state["seconds"] + cache_seconds + time.perf_counter() - trained, 1),
-        "inference_ms_per_image": inference_ms_per_image(model, params.size),
+        "inference_ms_per_image": milliseconds,
     }
     augmentation = params.augmentation
     config = {
@@ -575,16 +566,3 @@ def run_scratch(
     log(f"test top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f} after {state['epoch']} epochs "
         f"({stopped}); {metrics['timings']['inference_ms_per_image']} ms per image")
     return metrics
-
-
-def save_model(model: keras.Model, dataset: Dataset, params: ScratchParams, thresholds: dict, run_dir: Path) -> None:
-    """model.keras and its model_info.json, as `dogtag export` expects them."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    model.save(run_dir / "model.keras")
-    info = ModelInfo(
-        labels=tuple(dataset.breeds), input_size=(params.size, params.size), resize="squash",
-        min_confidence=thresholds["min_confidence"], min_dog=0.5,
-        model_version=f"scratch-{params.describe()}-{run_dir.name}", breeds_output="breeds", dog_output=None,
-        extra={"wnids": list(dataset.wnids), "architecture": params.describe(), "flip_tta": params.flip_tta},
-    )
-    (run_dir / "model_info.json").write_text(info.to_json())

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dogtag.edge_app.model_file import ModelInfo
+from dogtag.edge_app.thresholds import tune_thresholds
 from dogtag.train import transfer
 from dogtag.train.backbones import split_layer_of
 from dogtag.train.dataset import Dataset, load_split, select_breeds, stratified_indices
@@ -21,6 +21,7 @@ from dogtag.train.evaluate import evaluate
 from dogtag.train.features import cache_dir, load_features
 from dogtag.train.preprocess import Preprocessing
 from dogtag.train.run_record import write_run
+from dogtag.train.saving import model_info, save_model
 from dogtag.train.wild import DEFAULT_WILD, WILD_SPLITS, read_wild, wild_metrics
 
 # Training views: name -> (uses the box-cropped cache, cached view name).
@@ -51,42 +52,6 @@ def restrict_to_breeds(split: Dataset, cached: list[dict], names: list[str]) -> 
     views = [{name: values[rows] for name, values in view.items()} | {"labels": new_label[view["labels"][rows]]}
              for view in cached]
     return chosen, views
-
-
-# Stanford validation photos are ImageNet photos, easier than real ones: precision measured there flatters,
-# and 1-2% of them are dogs the ImageNet classifier gives almost no dog mass (people, crowds, odd crops).
-# Letting 97.5% of validation dogs through put min_dog near 0.3 for EfficientNet-Lite2, where 1% of the
-# dogs-in-the-wild not-dogs pass and 1% of its dogs are rejected; 99% put it at 0.05, where 31% pass.
-TARGET_PRECISION, DOG_RECALL = 0.95, 0.975
-
-
-def tune_thresholds(probabilities: np.ndarray, labels: np.ndarray, dog: np.ndarray,
-                    precision: float = TARGET_PRECISION, dog_recall: float = DOG_RECALL) -> dict:
-    """Thresholds for the edge app, from validation data.
-
-    min_confidence: the lowest confidence above which `precision` of the named breeds are right.
-    min_dog: the highest value (up to 0.5) that still lets `dog_recall` of the validation dogs through;
-    Stanford Dogs has no photos without a dog, so how many of those pass is checked on dogs-in-the-wild.
-    """
-    confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == labels
-    min_confidence = 0.0
-    for threshold in np.round(np.arange(0.0, 0.96, 0.05), 2):
-        kept = confidence >= threshold
-        if kept.any() and correct[kept].mean() >= precision:
-            min_confidence = float(threshold)
-            break
-    kept = confidence >= min_confidence
-    passing = [float(t) for t in np.round(np.arange(0.05, 0.51, 0.05), 2) if np.mean(dog >= t) >= dog_recall]
-    min_dog = max(passing, default=0.05)
-    return {
-        "min_confidence": min_confidence,
-        "min_dog": min_dog,
-        "target_precision": precision,
-        "validation_precision_above_min_confidence": round(float(correct[kept].mean()), 4),
-        "validation_coverage_above_min_confidence": round(float(kept.mean()), 4),
-        "validation_dogs_below_min_dog": round(float(np.mean(dog < min_dog)), 4),
-    }
 
 
 def run_transfer(
@@ -269,21 +234,8 @@ def measure_wild(looks: list[dict], probabilities, imagenet_logits, dog_probabil
 
 def save_shipped_model(head, fine_tuned_top, dataset, weight: float, thresholds: dict, config, run_dir: Path,
                        log) -> float:
-    """Assemble the one-pass model, save it with its model info, and time it on CPU (ms per image)."""
+    """Assemble the one-pass model, save it with its model info; returns its ms per image on this CPU."""
     shipped = transfer.assemble(head, dataset.wnids, weight, config, fine_tuned_top)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    shipped.save(run_dir / "model.keras")
-    info = ModelInfo(
-        labels=tuple(dataset.breeds), input_size=(config.size, config.size), resize="squash",
-        min_confidence=thresholds["min_confidence"], min_dog=thresholds["min_dog"],
-        model_version=f"{config.backbone}-{config.size}-{run_dir.name}", breeds_output="breeds", dog_output="dog",
-        extra={"wnids": list(dataset.wnids), "backbone": config.backbone, "flip_tta": config.flip_tta},
-    )
-    (run_dir / "model_info.json").write_text(info.to_json())
-    batch = np.random.default_rng(0).uniform(0, 255, (32, config.size, config.size, 3)).astype("float32")
-    shipped.predict(batch[:4], verbose=0)
-    started = time.perf_counter()
-    shipped.predict(batch, batch_size=32, verbose=0)
-    milliseconds = (time.perf_counter() - started) / len(batch) * 1000
-    log(f"saved {run_dir / 'model.keras'} ({milliseconds:.1f} ms per image in Keras on this CPU)")
-    return round(milliseconds, 2)
+    info = model_info(dataset, config.size, thresholds, f"{config.backbone}-{config.size}-{run_dir.name}",
+                      dog_output="dog", backbone=config.backbone, flip_tta=config.flip_tta)
+    return save_model(shipped, info, run_dir, log)

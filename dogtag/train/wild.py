@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dogtag.edge_app.classifier import statuses
 from dogtag.train.dataset import Dataset, Sample
 
 DEFAULT_WILD = Path(os.environ.get("DOGTAG_WILD", "../shared/datasets/dogs-in-the-wild"))
@@ -90,16 +91,17 @@ def wild_metrics(
 ) -> dict:
     """What a volunteer sees on real photos: breed accuracy, the dog gate, and confident tags.
 
-    top1 counts every dog photo (whatever the dog gate says); a photo is tagged `dog` when its dog
-    probability reaches min_dog and its breed confidence min_confidence, as the edge app does.
+    top1 counts every dog photo (whatever the dog gate says); a photo's status (`dog`, `unsure`,
+    `not_a_dog`) comes from the edge app's own rule, edge_app.classifier.statuses.
     """
     labels = np.asarray(labels)
     sources = np.asarray(sources)
     dogs = labels != NOT_A_DOG
     predicted = breed_probabilities.argmax(axis=1)
     right = (predicted == labels) & dogs
-    is_dog = dog_probabilities >= min_dog
-    confident = is_dog & (breed_probabilities.max(axis=1) >= min_confidence)
+    status = statuses(breed_probabilities.max(axis=1), dog_probabilities, min_confidence, min_dog)
+    is_dog = status != "not_a_dog"
+    confident = status == "dog"
 
     def top1(mask):
         return round(float(right[mask].mean()), 4) if mask.any() else None
