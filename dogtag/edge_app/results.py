@@ -32,10 +32,12 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+
+from dogtag.edge_app.locks import held_lock
 
 RESULTS_STEM = "dogtag-results"
 FORMATS = ("csv", "jsonl")
@@ -513,27 +515,16 @@ class ResultsWriter:
 @contextmanager
 def exclusive_access(path: str | os.PathLike) -> Iterator[None]:
     """Hold a lock on the results file's folder, so two runs never write the same results at once."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock
-        yield
-        return
     folder = Path(path).parent
+    busy = ResultsFileError(f"{path}: another `dogtag tag` is writing results here; wait for it to finish")
+    lock = ExitStack()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder, os.O_RDONLY)
+        lock.enter_context(held_lock(folder, busy))
     except OSError as error:
         raise ResultsFileError(f"{path}: cannot use this folder for results ({error.strerror or error})") from error
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as error:
-            raise ResultsFileError(
-                f"{path}: another `dogtag tag` is writing results here; wait for it to finish"
-            ) from error
+    with lock:
         yield
-    finally:
-        os.close(fd)
 
 
 def sync_folder(folder: Path) -> None:

@@ -30,6 +30,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from dogtag.edge_app.locks import lock_descriptor
 from dogtag.edge_app.results import Row, one_line, rewrite_rows, sync_folder
 
 MIXED_BREED = "mixed breed"
@@ -128,7 +129,7 @@ def append_review(path: str | os.PathLike, review: Review) -> None:
     except OSError as error:
         raise ReviewsFileError(f"{path}: cannot write the reviews file ({error.strerror or error})") from error
     try:
-        _lock(fd)
+        lock_descriptor(fd)  # waits: an append holds it for a moment only
         size = os.fstat(fd).st_size
         if size and os.pread(fd, 1, size - 1) != b"\n":
             line = "\n" + line  # a torn last line (power cut) stays on its own, skipped when read
@@ -178,12 +179,3 @@ def _parse(raw: bytes) -> Review | None:
     except (UnicodeDecodeError, ValueError, TypeError, AttributeError):
         return None
     return review if review.path and review.kind in KINDS else None
-
-
-def _lock(fd: int) -> None:
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: appends of one write each still do not interleave
-        return
-    fcntl.flock(fd, fcntl.LOCK_EX)
-

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dogtag.edge_app.locks import held_lock
+
 MLFLOW_LINK = "mlflow.json"
 ATTACHED = "attached.json"
 DEFAULT_STORE = Path("mlruns")
@@ -135,19 +137,9 @@ def only_trainer(run_dir: Path, lock_file: Path):
     """Hold an exclusive lock on `lock_file` while training `run_dir`, so that a second trainer is refused.
 
     Two processes saving the same checkpoints would each record the other's weights as their own.
-    The lock goes with the process, however it ends. (No lock where fcntl is missing: Windows.)
     """
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    with open(lock_file, "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunMismatch(f"{run_dir} is being trained by another process: "
-                              "wait for it to end or stop it") from None
+    busy = RunMismatch(f"{run_dir} is being trained by another process: wait for it to end or stop it")
+    with held_lock(lock_file, busy):
         yield
 
 
