@@ -7,6 +7,7 @@ ends. Where fcntl is missing (Windows) no lock is taken and everything else work
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,7 +38,8 @@ def lock_descriptor(fd: int, wait: bool = True) -> bool:
 def held_lock(path: str | os.PathLike, busy: Exception) -> Iterator[None]:
     """Hold an exclusive lock on `path` (a folder, or a lock file created when missing) for the block.
 
-    Raises `busy` at once when another process holds it, OSError when `path` cannot be opened.
+    Raises `busy` at once when another process holds it (its __cause__ a BlockingIOError, which
+    callers may tell apart from other failures), OSError when `path` cannot be opened.
     """
     if fcntl is None:
         yield
@@ -46,7 +48,7 @@ def held_lock(path: str | os.PathLike, busy: Exception) -> Iterator[None]:
     fd = os.open(path, os.O_RDONLY) if path.is_dir() else os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
     try:
         if not lock_descriptor(fd, wait=False):
-            raise busy
+            raise busy from BlockingIOError(errno.EWOULDBLOCK, f"{path}: locked by another process")
         yield
     finally:
         os.close(fd)
