@@ -44,7 +44,7 @@ def colour_breeds(tmp_path_factory):
 
 
 def tiny_params(**changes):
-    from dogtag.train.scratch import ScratchParams
+    from dogtag.train.scratch_params import ScratchParams
 
     return replace(ScratchParams(size=32, filters=(8, 16), depth=1, dense_units=16, dropout=0.1, batch_size=8,
                                  epochs=2, warmup_epochs=1, learning_rate=3e-3, patience=10), **changes)

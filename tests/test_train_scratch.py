@@ -13,20 +13,13 @@ keras = pytest.importorskip("keras")
 pytest.importorskip("keras_tuner")
 
 from dogtag.edge_app.model_file import parse_model_info  # noqa: E402
+from dogtag.train.batches import training_batches  # noqa: E402
+from dogtag.train.checkpoints import RunMismatch  # noqa: E402
+from dogtag.train.mixing import mix_batch  # noqa: E402
 from dogtag.train.preprocess import Augmentation  # noqa: E402
-from dogtag.train.scratch import (  # noqa: E402
-    BLOCK_TYPES,
-    RunMismatch,
-    ScratchParams,
-    build_model,
-    mix_batch,
-    run_scratch,
-    train_model,
-    trained_network,
-    training_batches,
-    warm_start,
-    with_flip_tta,
-)
+from dogtag.train.scratch import run_scratch, train_model  # noqa: E402
+from dogtag.train.scratch_network import build_model, trained_network, warm_start, with_flip_tta  # noqa: E402
+from dogtag.train.scratch_params import BLOCK_TYPES, ScratchParams  # noqa: E402
 from dogtag.train.search import SearchSpace, read_trials, run_search  # noqa: E402
 from tests.fakes import make_mini_stanford_dogs  # noqa: E402
 

@@ -263,8 +263,11 @@ def scratch(data, breed_names, breed_count, run_dir, params_file, size, epochs, 
     """Train the CNN designed from scratch, evaluate it on the official test images, save it."""
     import json
 
+    from dogtag.train.checkpoints import RunMismatch
+    from dogtag.train.image_cache import DEFAULT_CACHE
     from dogtag.train.preprocess import Augmentation
-    from dogtag.train.scratch import DEFAULT_CACHE, RunMismatch, ScratchParams, run_scratch
+    from dogtag.train.scratch import run_scratch
+    from dogtag.train.scratch_params import ScratchParams
 
     values = json.loads(params_file.read_text()) if params_file else {}
     values.update(_parse_overrides(overrides))
@@ -309,7 +312,7 @@ def search(data, breed_names, breed_count, run_dir, trials, search_epochs, epoch
     """Random hyperparameter search for the scratch CNN (KerasTuner), then train the best fully."""
     from dataclasses import replace
 
-    from dogtag.train.scratch import DEFAULT_CACHE
+    from dogtag.train.image_cache import DEFAULT_CACHE
     from dogtag.train.search import SearchSpace, run_search
 
     space = replace(SearchSpace(), sizes=tuple(sizes)) if sizes else SearchSpace()

@@ -26,12 +26,9 @@ import platform
 import re
 import subprocess
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-
-from dogtag.edge_app.locks import held_lock
 
 MLFLOW_LINK = "mlflow.json"
 ATTACHED = "attached.json"
@@ -42,10 +39,6 @@ EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")  # MLflo
 ENVIRONMENT_KEYS = ("commit", "tensorflow", "machine")
 # Folder files that are not part of the record (the lock, the link to MLflow itself).
 NOT_RECORDED = ("lock", MLFLOW_LINK)
-
-
-class RunMismatch(ValueError):
-    """A run folder, a model to start from and the options given do not fit together."""
 
 
 # --- the run folder --------------------------------------------------------------------------------
@@ -132,46 +125,6 @@ def git_commit() -> str:
         return "unknown"
 
 
-@contextmanager
-def only_trainer(run_dir: Path, lock_file: Path):
-    """Hold an exclusive lock on `lock_file` while training `run_dir`, so that a second trainer is refused.
-
-    Two processes saving the same checkpoints would each record the other's weights as their own.
-    """
-    busy = RunMismatch(f"{run_dir} is being trained by another process: wait for it to end or stop it")
-    with held_lock(lock_file, busy):
-        yield
-
-
-def recorded_params(checkpoint_dir: Path) -> tuple[Path, dict] | None:
-    """The hyperparameters a run was started with and the file they were read from, or None.
-
-    The record is checkpoints/params.json, or for older runs the "params" of the run's config.json.
-    """
-    recorded = Path(checkpoint_dir) / "params.json"
-    if not recorded.exists():
-        recorded = Path(checkpoint_dir).parent / "config.json"
-    if not recorded.exists():
-        return None
-    values = json.loads(recorded.read_text())
-    if recorded.name == "config.json":  # a run's record keeps its params under "params"
-        values = values.get("params", values)
-    return recorded, values
-
-
-def refuse_other_params(run_dir: Path, recorded: Path, before: dict, now: dict, free: tuple[str, ...] = (),
-                        advice: str = "") -> None:
-    """Raise RunMismatch naming the hyperparameters (but the `free` ones) whose values differ."""
-    differing = sorted(key for key in now if key not in free and before.get(key) != now[key])
-    if differing:
-        raise RunMismatch(f"{run_dir} was started with other values of {', '.join(differing)} (see {recorded}); "
-                          f"resume it with the same hyperparameters{advice}")
-
-
-def record_params(checkpoint_dir: Path, values: dict) -> None:
-    """Write the hyperparameters a run goes on with (checkpoints/params.json)."""
-    Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
-    (Path(checkpoint_dir) / "params.json").write_text(json.dumps(values, indent=2))
 
 
 def attach(run_dir: Path, kind: str, source: str, figures: dict[str, float], files: list[Path] | None = None,

@@ -19,21 +19,12 @@ import keras
 import keras_tuner
 import numpy as np
 
+from dogtag.train.batches import evaluation_batches, steps_per_epoch, training_batches
 from dogtag.train.dataset import stratified_indices
-from dogtag.train.scratch import (
-    BLOCK_TYPES,
-    DEFAULT_CACHE,
-    OPTIMIZERS,
-    ScratchParams,
-    build_model,
-    cached_images,
-    compile_model,
-    evaluation_batches,
-    load_breeds,
-    run_scratch,
-    steps_per_epoch,
-    training_batches,
-)
+from dogtag.train.image_cache import DEFAULT_CACHE, cached_images
+from dogtag.train.scratch import load_breeds, run_scratch
+from dogtag.train.scratch_network import build_model, compile_model
+from dogtag.train.scratch_params import BLOCK_TYPES, OPTIMIZERS, ScratchParams
 
 
 @dataclass(frozen=True)
