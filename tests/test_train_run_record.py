@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from dogtag.cli import main
-from dogtag.train import run_record
+from dogtag.train import run_folder, run_record, tracking
 from tests.fakes import make_mini_stanford_dogs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,7 +51,7 @@ def tiny_params(**changes):
 
 
 def logged_run(client, run_dir: Path):
-    return client.get_run(json.loads((run_dir / run_record.MLFLOW_LINK).read_text())["run_id"])
+    return client.get_run(json.loads((run_dir / run_folder.MLFLOW_LINK).read_text())["run_id"])
 
 
 def curve(client, run_id: str, key: str) -> list[tuple[int, float]]:
@@ -95,7 +95,7 @@ def test_a_scratch_run_logs_its_config_metrics_curves_and_files_and_its_resumpti
     assert {f"f1/{row['breed']}": row["f1"] for row in metrics["per_breed"]}.items() <= scores.items()
     assert sorted(k for k in scores if k.startswith("f1/")) == [f"f1/{breed}" for breed in BREEDS]
     artifacts = {a.path for a in client.list_artifacts(first_id)}
-    assert artifacts >= RECORD and not {"checkpoints", "lock", run_record.MLFLOW_LINK} & artifacts
+    assert artifacts >= RECORD and not {"checkpoints", "lock", run_folder.MLFLOW_LINK} & artifacts
 
     # Re-evaluated with flip TTA, the folder describes another model: a new MLflow run, the first one kept.
     run_scratch(colour_breeds, run, tiny_params(flip_tta=True), cache_root=tmp_path / "cache", log=lambda _: None)
@@ -112,7 +112,7 @@ def test_without_mlflow_a_run_writes_the_same_folder_and_says_nothing_of_a_track
 
     monkeypatch.setitem(sys.modules, "mlflow", None)  # `import mlflow` fails, as where it is not installed
     monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
-    assert not run_record.mlflow_installed()
+    assert not tracking.mlflow_installed()
     lines = []
     metrics = run_scratch(colour_breeds, tmp_path / "run", tiny_params(epochs=1), cache_root=tmp_path / "cache",
                           log=lines.append)
@@ -211,7 +211,7 @@ def test_log_existing_brings_the_runs_measured_before_into_mlflow_once(tmp_path,
                              {"top1": 0.7, "top5": 1.0, "per_breed": per_breed(0.7, 0.6, 0.8), "most_confused": [],
                               "wild": {"top1": 0.66, "dogs": 339, "top1_casual_snapshots": None},
                               "confusion": [[3, 1, 0], [1, 3, 0], [0, 0, 4]]}, {"loss": [1.0, 0.5], "accuracy": [0.5, 0.7]})
-    assert not (today / run_record.MLFLOW_LINK).exists()
+    assert not (today / run_folder.MLFLOW_LINK).exists()
 
     result = CliRunner().invoke(main, ["train", "log-existing", str(runs)])
     assert result.exit_code == 0, result.output
@@ -282,7 +282,7 @@ def test_export_and_bench_results_attached_while_mlflow_was_missing_reach_it_lat
         result = CliRunner().invoke(main, ["train", "attach", str(exported)])
         assert result.exit_code == 0, result.output
     assert json.loads((run / "attached.json").read_text())["export"][str(exported)]["figures"]["tflite_int8/top1"] == 0.858
-    assert not (run / run_record.MLFLOW_LINK).exists()
+    assert not (run / run_folder.MLFLOW_LINK).exists()
 
     bench = tmp_path / "bench-results"
     bench.mkdir()

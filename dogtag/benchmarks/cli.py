@@ -5,7 +5,7 @@
     dogtag bench --models exported/dogtag_tflite_int8.tflite --threads 1,4 --out pi-bench/
 
 Writes bench.json, bench.md and bench.png into --out and prints the table; each row's figures are
-attached to the run its model came from, where that run folder is here (see train/run_record.py).
+attached to the run its model came from, where that run folder is here (see train/attach.py).
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def bench(model_specs, keras, data, quick, threads, large_photos, batch_size, ou
 
 def _attach_to_runs(report: dict, out_dir: Path, log) -> None:
     """Each row's figures go to the record of the run its model came from: never a reason to fail."""
-    from dogtag.train.run_record import attach_bench
+    from dogtag.train.attach import attach_bench
 
     try:
         attach_bench(report, out_dir, log=log)

@@ -142,7 +142,7 @@ def measure_on_wild(files: dict, wild: Path | None, log) -> dict:
 
 def _attach_to_run(report: dict, out_dir: Path, run_dir: Path, log) -> None:
     """The verification figures go to the run's record too (and its MLflow run): never a reason to fail."""
-    from dogtag.train.run_record import attach_export
+    from dogtag.train.attach import attach_export
 
     try:
         attach_export(report, out_dir, run_dir, log=log)

@@ -176,8 +176,8 @@ def log_existing(runs_root) -> None:
     A folder logged already continues its MLflow run, adding what is new. The store is
     MLFLOW_TRACKING_URI, else ./mlruns; the experiment MLFLOW_EXPERIMENT_NAME, else dogtag.
     """
-    from dogtag.train.run_record import log_existing as log_runs
-    from dogtag.train.run_record import tracking_uri
+    from dogtag.train.tracking import log_existing as log_runs
+    from dogtag.train.tracking import tracking_uri
 
     try:
         done = log_runs(runs_root, log=click.echo)
@@ -196,7 +196,7 @@ def attach(results, run_dir) -> None:
     RESULTS are verification.json or bench.json files, or the folders holding them. `dogtag
     export` and `dogtag bench` attach theirs themselves; this is for results made before.
     """
-    from dogtag.train.run_record import attach_results
+    from dogtag.train.attach import attach_results
 
     try:
         attached = [run for path in results for run in attach_results(path, run_dir, log=click.echo)]
