@@ -7,6 +7,7 @@ use random weights (saved once, loaded by path): they check the code path, not t
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from dogtag.train.dataset import read_official  # noqa: E402
 from dogtag.train.features import cache_dir, cache_features, feature_extractor, load_features  # noqa: E402
 from dogtag.train.pipeline import image_dataset  # noqa: E402
 from dogtag.train.preprocess import Preprocessing  # noqa: E402
-from dogtag.train.transfer import TransferConfig  # noqa: E402
+from dogtag.train.transfer_config import TransferConfig  # noqa: E402
 from dogtag.train.transfer_run import run_transfer  # noqa: E402
 
 SIZE = 32
@@ -80,10 +81,10 @@ def test_a_transfer_run_trains_and_saves_a_one_pass_model_that_matches_its_evalu
         backbone, fine_tune_epochs, refit, mini_stanford, tmp_path, offline_class_index, random_weights):
     cache, run_dir = tmp_path / "cache", tmp_path / "run"
     cache_everything(mini_stanford, cache, backbone, random_weights(backbone))
-    config = TransferConfig(backbone=backbone, size=SIZE, weights=random_weights(backbone), head_epochs=2, fine_tune_epochs=fine_tune_epochs,
-                            batch_size=8, validation_fraction=0.34)
-    metrics = run_transfer(mini_stanford, cache, run_dir, config, ("plain", "flip"), refit=refit,
-                           log=lambda line: None)
+    config = TransferConfig(data=mini_stanford, cache=cache, backbone=backbone, size=SIZE,
+                            weights=random_weights(backbone), head_epochs=2, fine_tune_epochs=fine_tune_epochs,
+                            batch_size=8, validation_fraction=0.34, views=("plain", "flip"), refit=refit)
+    metrics = run_transfer(run_dir, config, log=lambda line: None)
 
     for name in ("model.keras", "model_info.json", "metrics.json", "config.json", "history.json",
                  "confusion.png", "learning_curves.png", "most_confused.md"):
@@ -116,11 +117,11 @@ def test_with_flip_tta_the_model_looks_at_the_photo_and_its_mirror_and_averages(
     cache, run_dir = tmp_path / "cache", tmp_path / "run"
     weights = random_weights("mobilenet_v2")
     cache_everything(mini_stanford, cache, "mobilenet_v2", weights, test_views=("plain", "flip"))
-    config = TransferConfig(size=SIZE, weights=weights, head_epochs=2, fine_tune_epochs=0, batch_size=8,
-                            validation_fraction=0.34, flip_tta=True)
+    config = TransferConfig(data=mini_stanford, cache=cache, size=SIZE, weights=weights, head_epochs=2,
+                            fine_tune_epochs=0, batch_size=8, validation_fraction=0.34, flip_tta=True)
     with pytest.raises(ValueError, match="flip view"):
-        run_transfer(mini_stanford, cache, run_dir, config, ("plain",), log=lambda line: None)
-    metrics = run_transfer(mini_stanford, cache, run_dir, config, ("plain", "flip"), log=lambda line: None)
+        replace(config, views=("plain",))
+    metrics = run_transfer(run_dir, config, log=lambda line: None)
     assert metrics["flip_tta"] is True
     assert parse_model_info((run_dir / "model_info.json").read_text()).extra["flip_tta"] is True
 
@@ -144,9 +145,9 @@ def test_fine_tuning_can_start_lower_in_the_backbone_from_its_own_cache(
     lower = cache_dir(cache, "mobilenet_v2", Preprocessing(size=SIZE), "train", "plain", "block_9_add")
     assert lower.parent.name == "32-squash@block_9_add"  # beside, not over, the default split's cache
     assert load_features(lower)["split"].shape[1:] == (2, 2, 64)  # block_9_add: 1/16 of the input, 64 channels
-    config = TransferConfig(size=SIZE, weights=weights, head_epochs=1, fine_tune_epochs=1, batch_size=8,
-                            validation_fraction=0.34, split_layer="block_9_add")
-    metrics = run_transfer(mini_stanford, cache, run_dir, config, ("plain", "flip"), log=lambda line: None)
+    config = TransferConfig(data=mini_stanford, cache=cache, size=SIZE, weights=weights, head_epochs=1,
+                            fine_tune_epochs=1, batch_size=8, validation_fraction=0.34, split_layer="block_9_add")
+    metrics = run_transfer(run_dir, config, log=lambda line: None)
     assert metrics["approach"] == "transfer mobilenet_v2 fine-tuned above block_9_add"
 
     shipped = keras.saving.load_model(run_dir / "model.keras")
@@ -183,9 +184,9 @@ def test_on_accelerators_training_runs_in_mixed_precision_and_the_shipped_model_
     cache, run_dir = tmp_path / "cache", tmp_path / "run"
     weights = random_weights("mobilenet_v2")
     cache_everything(mini_stanford, cache, "mobilenet_v2", weights)
-    config = TransferConfig(size=SIZE, weights=weights, head_epochs=1, fine_tune_epochs=1, batch_size=8,
-                            validation_fraction=0.34)
-    metrics = run_transfer(mini_stanford, cache, run_dir, config, ("plain", "flip"), log=lambda line: None)
+    config = TransferConfig(data=mini_stanford, cache=cache, size=SIZE, weights=weights, head_epochs=1,
+                            fine_tune_epochs=1, batch_size=8, validation_fraction=0.34)
+    metrics = run_transfer(run_dir, config, log=lambda line: None)
 
     assert trained == {"policies": {"mixed_bfloat16"}, "output": "float32"}
     assert keras.config.dtype_policy().name == "float32"  # restored after training
@@ -236,3 +237,19 @@ def test_training_runs_on_the_cpu_with_one_replica_where_no_gpu_or_tpu_is_presen
     strategy = distribution_strategy()
     assert strategy.num_replicas_in_sync == 1
     assert not isinstance(strategy, (tf.distribute.MirroredStrategy, tf.distribute.TPUStrategy))
+
+
+def test_every_transfer_option_is_a_config_field_with_the_configs_default():
+    from dogtag.train.cli import transfer as transfer_command
+    from dogtag.train.transfer_config import DEFAULTS
+
+    fields = set(DEFAULTS.__dataclass_fields__)
+    options = {param.name: param.default for param in transfer_command.params if param.name != "run_dir"}
+    assert set(options) <= fields, set(options) - fields
+    for name, default in options.items():
+        if name in ("data", "size", "wild"):  # resolved when the command runs: $DOGTAG_DATA, the backbone's size
+            continue
+        expected = getattr(DEFAULTS, name)
+        assert (tuple(default) if isinstance(default, (list, tuple)) else default) == expected, name
+    with pytest.raises(ValueError, match="training views must be among"):
+        replace(DEFAULTS, views=("sideways",))

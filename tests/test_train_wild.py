@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -18,7 +19,8 @@ keras = pytest.importorskip("keras")
 from dogtag.train.dataset import read_official  # noqa: E402
 from dogtag.train.features import cache_dir, cache_features, feature_extractor  # noqa: E402
 from dogtag.train.preprocess import Preprocessing  # noqa: E402
-from dogtag.train.transfer import TransferConfig, training_targets  # noqa: E402
+from dogtag.train.transfer import training_targets  # noqa: E402
+from dogtag.train.transfer_config import TransferConfig  # noqa: E402
 from dogtag.train.transfer_run import run_transfer  # noqa: E402
 from dogtag.train.wild import NOT_A_DOG, read_wild, wild_metrics, wild_split  # noqa: E402
 from tests.fakes import BREED_COLOURS, BREED_FOLDERS, make_photo  # noqa: E402
@@ -86,10 +88,9 @@ def test_a_run_is_measured_on_dogs_in_the_wild_and_teaches_a_student_run(
         cache_features(dataset, cache_dir(cache, "mobilenet_v2", Preprocessing(size=SIZE), split, "plain"),
                        extractor, Preprocessing(size=SIZE), log=lambda line: None)
 
-    config = TransferConfig(size=SIZE, weights=weights, head_epochs=2, fine_tune_epochs=0, batch_size=8,
-                            validation_fraction=0.34)
-    teacher = run_transfer(mini_stanford, cache, tmp_path / "teacher", config, ("plain", "flip"),
-                           wild_root=wild_root, log=lambda line: None)
+    config = TransferConfig(data=mini_stanford, cache=cache, wild=wild_root, size=SIZE, weights=weights,
+                            head_epochs=2, fine_tune_epochs=0, batch_size=8, validation_fraction=0.34)
+    teacher = run_transfer(tmp_path / "teacher", config, log=lambda line: None)
     for split in ("wild", "wild96"):
         assert teacher[split]["dogs"] == 6 and teacher[split]["not_dogs"] == 3
         assert 0.0 <= teacher[split]["top1"] <= teacher[split]["top5"] <= 1.0
@@ -99,8 +100,8 @@ def test_a_run_is_measured_on_dogs_in_the_wild_and_teaches_a_student_run(
     assert predictions["probabilities"].shape == (18, 3)
     np.testing.assert_allclose(predictions["probabilities"].astype("float32").sum(axis=1), 1.0, atol=1e-2)
 
-    student = run_transfer(mini_stanford, cache, tmp_path / "student", config, ("plain", "flip"),
-                           wild_root=wild_root, distill_from=tmp_path / "teacher", log=lambda line: None)
+    student = run_transfer(tmp_path / "student", replace(config, distill_from=tmp_path / "teacher"),
+                           log=lambda line: None)
     assert student["distilled_from"] == str(tmp_path / "teacher")
 
     # Teacher and student averaged: scored like a run, and a teacher in its own right.
@@ -117,8 +118,7 @@ def test_a_run_is_measured_on_dogs_in_the_wild_and_teaches_a_student_run(
     np.savez(tmp_path / "teacher" / "train_predictions.npz", labels=predictions["labels"][::-1],
              probabilities=predictions["probabilities"])
     with pytest.raises(ValueError, match="trained on other photos"):
-        run_transfer(mini_stanford, cache, tmp_path / "student2", config, ("plain", "flip"),
-                     distill_from=tmp_path / "teacher", log=lambda line: None)
+        run_transfer(tmp_path / "student2", replace(config, distill_from=tmp_path / "teacher"), log=lambda line: None)
 
 
 def test_distillation_targets_mix_the_teachers_probabilities_with_the_true_labels():

