@@ -45,10 +45,18 @@ def model_card(
     """The model card as markdown text."""
     run_dir = Path(run_dir)
     metrics, config = _read_json(run_dir / "metrics.json"), _read_json(run_dir / "config.json")
-    thresholds = metrics.get("thresholds", {})
-    lines = [
-        f"# Dogtag model card: `{info.model_version}`",
-        "",
+    lines = [f"# Dogtag model card: `{info.model_version}`", ""]
+    lines += _what_it_is(info, metrics)
+    lines += _data_and_making(metrics, config, run_dir, command, commit)
+    lines += _test_accuracy(metrics, verification)
+    lines += wild_section(metrics, (verification or {}).get("wild", {}))
+    lines += _thresholds(info, metrics.get("thresholds", {}))
+    lines += _weaknesses(metrics)
+    return "\n".join(lines)
+
+
+def _what_it_is(info: ModelInfo, metrics: dict) -> list[str]:
+    return [
         "## What it is",
         "",
         f"A photo classifier that names the breed of the dog in a photo among {len(info.labels)} breeds of the "
@@ -70,6 +78,11 @@ def model_card(
         "- Mixed-breed dogs, the majority in shelters, get the pure breed they look most like; treat the top "
         "few breeds as a description, not a fact.",
         "",
+    ]
+
+
+def _data_and_making(metrics: dict, config: dict, run_dir: Path, command: str, commit: str) -> list[str]:
+    return [
         "## Data and split",
         "",
         "Stanford Dogs (Khosla et al., FGVC 2011; images from ImageNet): 120 breeds, official split of "
@@ -85,9 +98,11 @@ def model_card(
         + (f", TensorFlow {config['tensorflow']}" if "tensorflow" in config else "") + ".",
         f"- Export: `{command}` at commit `{commit}`.",
         "",
-        "## Accuracy on the official test split",
-        "",
     ]
+
+
+def _test_accuracy(metrics: dict, verification: dict | None) -> list[str]:
+    lines = ["## Accuracy on the official test split", ""]
     if metrics:
         lines += [
             f"- Keras model: top-1 {_percent(metrics.get('top1'))}, top-5 {_percent(metrics.get('top5'))} "
@@ -101,22 +116,27 @@ def model_card(
 
         lines += ["Every exported file, run in its own runtime on the same pixels as the Keras model:", "",
                   format_table(verification), ""]
-    lines += wild_section(metrics, (verification or {}).get("wild", {}))
-    lines += [
-        "## Thresholds",
-        "",
+    return lines
+
+
+def _thresholds(info: ModelInfo, thresholds: dict) -> list[str]:
+    confidence = (
         f"- `min_confidence` = {info.min_confidence}: below it a photo is tagged `unsure` instead of a breed"
         + (f" (on validation photos, {_percent(thresholds.get('validation_precision_above_min_confidence'))} "
            f"of the breeds named above it are right, and {_percent(thresholds.get('validation_coverage_above_min_confidence'))} "
-           "of photos clear it)." if "validation_precision_above_min_confidence" in thresholds else "."),
-        f"- `min_dog` = {info.min_dog}: below it a photo is tagged `not_a_dog`"
-        + (f" ({_percent(thresholds.get('validation_dogs_below_min_dog'))} of validation dog photos fall below it; "
-           "Stanford Dogs has no photos without a dog: how many of those pass it is in the dogs-in-the-wild table "
-           "above)." if "validation_dogs_below_min_dog" in thresholds else "."),
-        "",
-        "## Known weaknesses",
-        "",
-    ]
+           "of photos clear it)." if "validation_precision_above_min_confidence" in thresholds else "."))
+    if not info.dog_output:
+        dog = "- No dog output, so no `min_dog`: no photo is tagged `not_a_dog` by this model."
+    else:
+        dog = (f"- `min_dog` = {info.min_dog}: below it a photo is tagged `not_a_dog`"
+               + (f" ({_percent(thresholds.get('validation_dogs_below_min_dog'))} of validation dog photos fall below "
+                  "it; Stanford Dogs has no photos without a dog: how many of those pass it is in the "
+                  "dogs-in-the-wild table above)." if "validation_dogs_below_min_dog" in thresholds else "."))
+    return ["## Thresholds", "", confidence, dog, ""]
+
+
+def _weaknesses(metrics: dict) -> list[str]:
+    lines = ["## Known weaknesses", ""]
     confused = metrics.get("most_confused", [])[:10]
     if confused:
         lines += ["Most confused breeds on the test split (true -> predicted):", "",
@@ -127,14 +147,13 @@ def model_card(
     if weakest:
         lines += ["Breeds recognised least often: "
                   + ", ".join(f"{row['breed']} ({_percent(row['recall'])})" for row in weakest) + ".", ""]
-    lines += [
+    return lines + [
         "- Look-alike breeds (the pairs above) are confused far more often than the average suggests.",
         "- The dog probability comes from ImageNet's classifier: cartoons, toys and dog-like animals may pass it, "
         "and dogs that are small, hidden or in odd light may fail it.",
         "- Photos with several dogs get one breed.",
         "",
     ]
-    return "\n".join(lines)
 
 
 def wild_section(metrics: dict, files: dict) -> list[str]:
