@@ -253,3 +253,14 @@ def test_every_transfer_option_is_a_config_field_with_the_configs_default():
         assert (tuple(default) if isinstance(default, (list, tuple)) else default) == expected, name
     with pytest.raises(ValueError, match="training views must be among"):
         replace(DEFAULTS, views=("sideways",))
+
+
+def test_a_transfer_command_that_cannot_work_is_refused_before_any_training(tmp_path):
+    from click.testing import CliRunner
+
+    from dogtag.cli import main
+
+    result = CliRunner().invoke(main, ["train", "transfer", "--data", str(tmp_path), "--run", str(tmp_path / "run"),
+                                       "--view", "plain", "--flip-tta"])
+    assert result.exit_code == 2 and "flip test-time augmentation needs the flip view" in result.output
+    assert not (tmp_path / "run").exists()
