@@ -35,7 +35,8 @@ class TransferConfig:
             else the development copy beside the checkout.
         breeds: train on these breeds only (names as in the dataset); () for all.
     What the model sees:
-        backbone, size: the ImageNet backbone and its input size in pixels (its own, e.g. 224).
+        backbone, size: the ImageNet backbone and the input size in pixels; `dogtag train transfer` without
+            --size gives the backbone's own (train/backbones.py: 224, Lite1 240, Lite2 260).
         weights: "imagenet", or None only to test the code path offline.
         split_layer: the last frozen (cached) layer; None: the backbone's default.
         views: cached training views (TRAIN_VIEWS); flip_tta needs "flip" among them.
