@@ -7,6 +7,8 @@ Stages of a run: `walk` finds photos, `images` decodes and resizes them, `runtim
 file (LiteRT or onnxruntime), `classifier` turns outputs into predictions, `results` / `xmp` write
 them, `tagging` ties these together and `cli` is the `dogtag tag` / `dogtag predict` commands;
 `options` declares the options those commands, `watch` and `review` share (`TagOptions`).
+`thresholds` tunes a model's min_confidence and min_dog (NumPy only: training and `dogtag learn` use
+it), `classifier.statuses` is the one rule that applies them, `locks` keeps two writers apart.
 """
 
 from dogtag.edge_app.classifier import Classifier, Prediction, default_model_path
