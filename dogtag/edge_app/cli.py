@@ -175,6 +175,9 @@ def format_summary(summary: Summary) -> str:
                ("errors", summary.statuses["error"]), ("total", summary.photos)]
     width = max(len(name) for name, _ in counts)
     lines += [f"  {name:<{width}}  {n:>6}" for name, n in counts]
+    if summary.photos:
+        lines.append(f"Reviewed by a person: {summary.reviewed} of {summary.photos} "
+                     "(their reviewed_breed is kept; the counts above are the model's).")
     lines += rerun_lines(summary) + output_lines(summary)
     if summary.not_written:
         lines.append("Not written (these photos keep their rows; the next run tries again):")

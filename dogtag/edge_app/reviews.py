@@ -80,11 +80,11 @@ def review_kind(name: str, labels: tuple[str, ...] | list[str]) -> str:
 
 def correction(row: Row, name: str | None, reviewer: str | None, labels: tuple[str, ...] | list[str]) -> Review:
     """A person's answer for the photo of `row` as a review: `name` a breed, mixed breed, not a dog,
-    another breed, or '' to withdraw the review; reviewer and time are kept only for an answer."""
+    another breed, or '' to withdraw the review; a withdrawal (an undo) says who and when too."""
     name = clean_name(name)
     return Review(
         path=row.path, reviewed_breed=name, kind=review_kind(name, labels),
-        reviewed_by=clean_name(reviewer) if name else "", reviewed_at=timestamp() if name else "",
+        reviewed_by=clean_name(reviewer), reviewed_at=timestamp(),
         model_status=row.status, model_breed=row.breed,
     )
 

@@ -110,6 +110,7 @@ class Summary:
     not_written: list[tuple[str, str]] = field(default_factory=list)  # (photo, why its sidecar or copy failed)
     longest_resumed_top_k: int = 0  # the most breeds a row kept from an earlier run lists
     folders: list[str] = field(default_factory=list)  # the folders tagged
+    reviewed: int = 0  # rows that carry a person's answer (reviewed_breed), which no run overwrites
 
     @property
     def failed(self) -> int:
@@ -120,6 +121,7 @@ class Summary:
         """Count one row of the final results (`now`: written by this run)."""
         self.photos += 1
         self.statuses[row.status] += 1
+        self.reviewed += bool(row.reviewed_breed)
         if row.status == "dog":
             self.breeds[row.breed] += 1
         if row.status == "error":

@@ -9,7 +9,8 @@
     POST /api/photos                          add photos (multipart field `files`): kept in the intake
                                               folder, tagged at once, returned as rows
     POST /api/predict                         the breeds of one photo (multipart field `photo`), not kept
-    GET  /docs, /openapi.json                 FastAPI's OpenAPI page (its scripts come from a CDN)
+    GET  /api/address.svg                     the QR code of the network address (with its token), for phones
+    GET  /docs, /redoc, /openapi.json         the OpenAPI pages (their scripts served from here: work offline)
 
 A row has the shape of a `dogtag tag --format jsonl` line, plus `source` (which results file),
 `missing` (the photo is gone from the disk) and `problem` (what to tell the volunteer).
@@ -28,8 +29,9 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
@@ -41,6 +43,7 @@ from dogtag.edge_app.reviews import MIXED_BREED, NOT_A_DOG, ReviewsFileError
 from dogtag.edge_app.tagging import TaggingError
 from dogtag.review.jobs import Tagger
 from dogtag.review.library import FILTERS, Forbidden, Library, NotFound
+from dogtag.review.qr import qr_svg
 from dogtag.review.security import TOKEN_COOKIE, host_allowed, same_origin, token_matches
 from dogtag.review.thumbnails import LARGE_SIDE, THUMBNAIL_SIDE, rendition
 from dogtag.review.uploads import MAX_UPLOAD_BYTES, MAX_UPLOAD_FILES, UploadError, keep_upload
@@ -63,6 +66,7 @@ class Settings:
     intake: Path
     cache: Path
     max_pixels: int = DEFAULT_MAX_PIXELS
+    address: str = ""  # the address (with its token) for phones on the network; '' when only this computer
 
 
 class ReviewIn(BaseModel):
@@ -78,7 +82,8 @@ class ReviewIn(BaseModel):
 
 def create_app(library: Library, tagger: Tagger, settings: Settings, classifier: Callable[[], Classifier]) -> FastAPI:
     """The FastAPI app over a library of tagged folders; `classifier` opens the model for /api/predict."""
-    app = FastAPI(title="Dogtag review", version=__version__, description=__doc__.split("\n\n")[0])
+    # FastAPIOffline: FastAPI whose /docs and /redoc load their scripts from this server, not from a CDN.
+    app = FastAPIOffline(title="Dogtag review", version=__version__, description=__doc__.split("\n\n")[0])
     app.middleware("http")(guard(settings))
     app.include_router(page_routes())
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -87,6 +92,7 @@ def create_app(library: Library, tagger: Tagger, settings: Settings, classifier:
     app.include_router(review_routes(library))
     app.include_router(upload_routes(library, tagger, settings))
     app.include_router(predict_routes(settings, classifier))
+    app.include_router(address_routes(settings))
     return app
 
 
@@ -155,6 +161,7 @@ def listing_routes(library: Library, tagger: Tagger, settings: Settings) -> APIR
             "labels": list(library.labels),
             "special_names": [MIXED_BREED, NOT_A_DOG],
             "intake": str(settings.intake),
+            "address": settings.address,
             "xmp": library.xmp,
             "filters": list(FILTERS),
             "limits": {"upload_bytes": MAX_UPLOAD_BYTES, "upload_files": MAX_UPLOAD_FILES},
@@ -303,6 +310,22 @@ def predict_routes(settings: Settings, classifier: Callable[[], Classifier]) -> 
                 prediction = model.predict_pixels(pixels[None])[0]
         row = prediction_row(prediction, path=name, model_version=model.info.model_version)  # as `dogtag tag` writes it
         return json.loads(format_row(row, "jsonl"))
+
+    return router
+
+
+def address_routes(settings: Settings) -> APIRouter:
+    """The network address as a QR code, for phones (the page's Phone button, the terminal's code)."""
+    router = APIRouter()
+
+    @router.get("/api/address.svg", summary="The QR code of the network address, for a phone's camera",
+                response_class=Response, responses={
+                    200: {"content": {"image/svg+xml": {}}, "description": "An SVG image"},
+                    404: {"description": "Only this computer can open the page: no address for phones"}})
+    def address_qr() -> Response:
+        if not settings.address:
+            raise HTTPException(404, "only this computer can open the page: start `dogtag review --host 0.0.0.0`")
+        return Response(qr_svg(settings.address), media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
 
     return router
 

@@ -60,13 +60,16 @@ class Tagger:
         """The progress of the current or last job, as a dict for the page."""
         return asdict(self.progress)
 
-    def start(self) -> threading.Thread | None:
-        """Tag, in the background, every reviewed folder that has no results yet; None when none."""
+    def start(self, on_progress: Callable[[Progress], None] | None = None) -> threading.Thread | None:
+        """Tag, in the background, every reviewed folder that has no results yet; None when none.
+
+        `on_progress` hears of every step of that job (the terminal says what is happening).
+        """
         sources = self.library.untagged()
         if not sources:
             return None
         self.progress = Progress(state="tagging", folder=", ".join(sources[0].folders))
-        thread = threading.Thread(target=self._tag_sources, args=(sources,), name="dogtag-review-tagging", daemon=True)
+        thread = threading.Thread(target=self._tag_sources, args=(sources, on_progress), name="dogtag-review-tagging", daemon=True)
         thread.start()
         return thread
 
@@ -95,21 +98,26 @@ class Tagger:
             self._classifier = self._classifier_factory()
         return self._classifier
 
-    def _tag_sources(self, sources: list[Source]) -> None:
+    def _tag_sources(self, sources: list[Source], on_progress: Callable[[Progress], None] | None) -> None:
+        tell = on_progress or (lambda progress: None)
         with self.lock:
             started = time.monotonic()
             for source in sources:
                 try:
-                    self._tag(source.folders, source.results, source.fmt)
+                    self._tag(source.folders, source.results, source.fmt, tell)
                 except Exception as error:  # shown on the page; the server goes on serving
                     self.progress = Progress(state="failed", folder=", ".join(source.folders), message=str(error))
+                    tell(self.progress)
                     return
             self.progress = replace(self.progress, state="done", seconds=time.monotonic() - started)
         self.library.refresh(now=True)
+        tell(self.progress)
 
-    def _tag(self, folders: list[str], results: Path, fmt: str) -> None:
+    def _tag(self, folders: list[str], results: Path, fmt: str,
+             tell: Callable[[Progress], None] = lambda progress: None) -> None:
         def progress(done: int, total: int) -> None:
             self.progress = replace(self.progress, done=done, total=total, folder=", ".join(folders))
+            tell(self.progress)
 
         tag_folders(folders, self.classifier(), replace(self.options, out=results, fmt=fmt), progress=progress)
 

@@ -2,7 +2,9 @@
 
 - It listens on 127.0.0.1 unless told otherwise. On any other address (`--host 0.0.0.0` for the
   shelter's Wi-Fi) every request needs the access token that `dogtag review` prints in its URL,
-  as Jupyter does: from that URL the browser keeps it in a cookie.
+  as Jupyter does: from that URL the browser keeps it in a cookie. The token is kept (readable by
+  this user only) in ~/.config/dogtag/review-token, so the phones that scanned its QR code still get
+  in after a restart; `--new-token` makes a new one, which locks out every phone until it rescans.
 - The Host header must name this machine (localhost, an IP address, its host name, or one given
   with --allow-host): a web page elsewhere cannot reach the server through DNS rebinding.
 - A request that changes something and comes from a page of another origin is refused.
@@ -16,6 +18,7 @@ import ipaddress
 import os
 import secrets
 import socket
+from pathlib import Path
 
 TOKEN_COOKIE = "dogtag_token"
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -34,6 +37,35 @@ def is_loopback(host: str) -> bool:
 def new_token() -> str:
     """A fresh access token: 32 random bytes, URL-safe."""
     return secrets.token_urlsafe(32)
+
+
+def token_file() -> Path:
+    """Where the access token is kept between starts: $XDG_CONFIG_HOME/dogtag/review-token (~/.config/...)."""
+    root = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(root) / "dogtag" / "review-token"
+
+
+def kept_token(path: Path, renew: bool = False) -> str:
+    """The token kept in `path`; a new one (written there, mode 0600) when there is none, it is unusable,
+    or `renew`. A token that cannot be written is still used, for this start only."""
+    if not renew:
+        try:
+            token = path.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            token = ""
+        if len(token) >= 32 and all(char.isalnum() or char in "-_" for char in token):
+            return token
+    token = new_token()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as file:
+            file.write(token + "\n")
+        os.replace(temporary, path)
+    except OSError:
+        pass  # a read-only home: this start's token works, the next start makes another
+    return token
 
 
 def token_matches(given: str | None, token: str) -> bool:

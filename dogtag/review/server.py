@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -16,9 +17,9 @@ from dogtag.edge_app.classifier import Classifier, resolve_model
 from dogtag.edge_app.images import DEFAULT_MAX_PIXELS
 from dogtag.edge_app.model_file import read_model_info
 from dogtag.edge_app.options import TagOptions
-from dogtag.review.jobs import Tagger
+from dogtag.review.jobs import Progress, Tagger
 from dogtag.review.library import Library
-from dogtag.review.security import allowed_host_names, inside, is_loopback, new_token
+from dogtag.review.security import allowed_host_names, inside, is_loopback, kept_token, new_token, token_file
 from dogtag.review.thumbnails import default_cache_folder
 
 INTAKE_FOLDER = "intake"
@@ -38,6 +39,8 @@ class Options:
     host: str = "127.0.0.1"
     port: int = 8765
     token: str | None = None
+    new_token: bool = False  # make a new token (and keep it) instead of the one kept from the last start
+    token_file: str | None = None  # where the token is kept (default: security.token_file())
     allow_host: tuple[str, ...] = ()
     intake: str | None = None
     xmp: bool = False
@@ -75,17 +78,20 @@ class ReviewServer:
         self.library = Library(folders, options.results, labels=labels, xmp=options.xmp)
         tagging = replace(options.tag_options(), model=str(model))
         self.tagger = Tagger(self.library, tagging.classifier, cache, tagging)
-        self.token = options.token or new_token()
         self.require_token = not is_loopback(options.host)
-        settings = Settings(
-            host=options.host, token=self.token, require_token=self.require_token,
-            allowed_hosts=allowed_host_names(options.host, options.allow_host), intake=intake, cache=cache,
-            max_pixels=options.max_pixels,
-        )
-        self.app = create_app(self.library, self.tagger, settings, lambda: Classifier(model, num_threads=1))
+        if options.token or not self.require_token:
+            self.token = options.token or new_token()
+        else:  # kept across starts: phones that scanned the address still get in
+            self.token = kept_token(Path(options.token_file) if options.token_file else token_file(), options.new_token)
         self.socket = _bind(options.host, options.port)
         self.port = self.socket.getsockname()[1]
         self.host = options.host
+        settings = Settings(
+            host=options.host, token=self.token, require_token=self.require_token,
+            allowed_hosts=allowed_host_names(options.host, options.allow_host), intake=intake, cache=cache,
+            max_pixels=options.max_pixels, address=self.url if self.require_token else "",
+        )
+        self.app = create_app(self.library, self.tagger, settings, lambda: Classifier(model, num_threads=1))
         # log_config=None: uvicorn's own dictConfig would close every logging handler of the process
         # (pytest's among them); its warnings still reach stderr through Python's last-resort handler.
         self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", access_log=False, log_config=None))
@@ -101,9 +107,9 @@ class ReviewServer:
             host = f"[{host}]"
         return f"http://{host}:{self.port}/" + (f"?token={self.token}" if self.require_token else "")
 
-    def serve(self) -> None:
-        """Tag what needs tagging in the background, and serve until Ctrl-C."""
-        self.tagger.start()
+    def serve(self, on_progress: Callable[[Progress], None] | None = None) -> None:
+        """Tag what needs tagging in the background (telling `on_progress`), and serve until Ctrl-C."""
+        self.tagger.start(on_progress)
         self.server.run(sockets=[self.socket])
 
     def start_in_thread(self) -> ReviewServer:

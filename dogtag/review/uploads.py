@@ -4,6 +4,7 @@ An upload is written to a hidden temporary file in the intake folder, decoded as
 that is not one is deleted and refused, with the reason), and only then given its name: the name
 the browser sent, made safe (no folders, no hidden or odd names, a photo extension), and made
 unique (`rex (2).jpg` when rex.jpg exists) by creating it exclusively, so nothing is overwritten.
+A photo already in the intake folder byte for byte (sent twice) is refused as a duplicate, naming it.
 """
 
 from __future__ import annotations
@@ -75,6 +76,10 @@ def _keep(data: bytes, client_name: str | None, shown: str, intake: Path, max_pi
                 image_format = image.format or ""
         except PhotoError as error:
             raise UploadError(f"{shown}: {error}; not kept") from error
+        twin = same_photo(intake, data)
+        if twin is not None:
+            raise UploadError(f"{shown}: a duplicate: the same photo, byte for byte, as {twin.name} "
+                              f"already in {intake}; not kept twice")
         name = safe_name(client_name, _SUFFIX_BY_FORMAT.get(image_format, ".jpg"))
         target = _reserve(intake, name)
         try:
@@ -87,6 +92,17 @@ def _keep(data: bytes, client_name: str | None, shown: str, intake: Path, max_pi
             temporary.unlink()
     sync_folder(intake)
     return target
+
+
+def same_photo(folder: Path, data: bytes) -> Path | None:
+    """A visible file of `folder` whose content is exactly `data` (compared by size, then bytes), else None."""
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
+                continue
+            if entry.stat().st_size == len(data) and Path(entry.path).read_bytes() == data:
+                return Path(entry.path)
+    return None
 
 
 def _reserve(folder: Path, name: str) -> Path:
