@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from click.testing import CliRunner
+
+from dogtag.cli import main
 from dogtag.edge_app.classifier import Classifier
 from dogtag.edge_app.results import FIELDS, FIELDS_BEFORE_REVIEWS, Row, read_results
 from dogtag.edge_app.reviews import Review, append_review, read_reviews, reviews_path, with_review
@@ -31,6 +34,22 @@ def test_a_results_file_from_before_reviews_is_resumed_and_gets_the_review_colum
     again, whole = read_results(results, "csv")
     assert whole and sorted(row.path for row in again) == ["dog0.jpg", "dog1.jpg", "dog2.jpg", "dog3.jpg"]
     assert {row.path: row.reviewed_breed for row in again}["dog1.jpg"] == "beagle"
+
+
+def test_the_tag_summary_says_how_many_rows_a_person_reviewed(tmp_path):
+    folder = tmp_path / "photos"
+    for seed in range(3):
+        draw_dog(folder / f"dog{seed}.jpg", seed)
+    first = CliRunner().invoke(main, ["tag", str(folder), "--model", "fast"])
+    assert first.exit_code == 0, first.output
+    assert "Reviewed by a person: 0 of 3" in first.output
+    append_review(reviews_path(folder / "dogtag-results.csv"),
+                  Review("dog1.jpg", "beagle", "breed", "Ana", "2025-01-01T10:00:00Z"))
+
+    again = CliRunner().invoke(main, ["tag", str(folder), "--model", "fast"])
+
+    assert again.exit_code == 0, again.output
+    assert "Reviewed by a person: 1 of 3" in again.output
 
 
 def test_the_last_review_of_a_photo_wins_and_a_withdrawn_one_clears_the_row(tmp_path):

@@ -11,9 +11,12 @@ const FILTER_NAMES = {
   error: "Errors", reviewed: "Reviewed",
 };
 
+const UNDO_KEPT = 500;  // corrections remembered for undo, across reloads and days
+
 const state = {
-  items: [], total: 0, loading: false, done: false, selected: -1,
-  filter: "all", breed: "", labels: [], undo: [], viewer: false, tagging: "idle",
+  items: [], total: 0, loading: false, done: false, selected: -1, resume: true,
+  filter: localStorage.getItem("dogtag-filter") || "unreviewed", breed: "", breeds: [], added: [],
+  undo: [], undoKey: "", viewer: false, tagging: "idle", address: "",
 };
 const $ = (selector, root = document) => root.querySelector(selector);
 
@@ -163,13 +166,37 @@ async function loadMore() {
     showCounts(page);
     showProblems(page.problems);
     $("#empty").hidden = state.items.length > 0;
-    if (state.selected < 0 && state.items.length) select(0);
   } catch (error) {
     notice(`Cannot list the photos: ${error.message}`, true);
+    state.resume = false;
   } finally {
     state.loading = false;
   }
+  if (state.resume) resume();
+  else if (state.selected < 0 && state.items.length) select(0);
   if (!state.done && nearBottom()) loadMore();
+}
+
+// Coming back (a reload, the next day): select the first photo nobody has reviewed yet, loading
+// further pages until one is found.
+function resume() {
+  const next = state.items.findIndex((item) => !item.reviewed_breed);
+  if (next >= 0 || state.done) {
+    state.resume = false;
+    select(next >= 0 ? next : 0);
+  } else {
+    loadMore();
+  }
+}
+
+// The counts of the filters and the summary, asked again after every change (a correction, an upload).
+async function refreshCounts() {
+  const params = new URLSearchParams({ status: state.filter, breed: state.breed, offset: 0, limit: 1 });
+  try {
+    showCounts(await api(`/api/photos?${params}`));
+  } catch (error) {
+    notice(`Cannot count the photos: ${error.message}`, true);
+  }
 }
 
 function nearBottom() {
@@ -197,20 +224,30 @@ function showCounts(page) {
     count.className = "count";
     count.textContent = page.counts[key] ?? 0;
     button.append(count);
-    button.addEventListener("click", () => { state.filter = key; reload(); });
+    button.addEventListener("click", () => {
+      state.filter = key;
+      localStorage.setItem("dogtag-filter", key);
+      state.resume = true;
+      reload();
+    });
     nav.append(button);
   }
   const select = $("#breed-filter");
-  const names = Object.keys(page.breeds);
-  if (select.options.length - 1 !== names.length) {
-    const current = state.breed;
-    select.replaceChildren(new Option("all breeds", ""));
-    for (const name of names) select.append(new Option(`${name} (${page.breeds[name]})`, name));
-    select.value = current;
-  }
+  const names = Object.keys(page.breeds).sort(byName);
+  const current = state.breed;
+  select.replaceChildren(new Option("all breeds", ""));
+  for (const name of names) select.append(new Option(`${name} (${page.breeds[name]})`, name));
+  select.value = current;
+  state.added = names;
+  if (document.activeElement === $("#viewer .search input")) showSuggestions();  // a label added meanwhile
   const reviewed = page.counts.reviewed || 0;
   $("#summary").textContent = `${page.total} photo${page.total === 1 ? "" : "s"} shown, unsure first` +
-    ` \u00b7 ${reviewed} of ${page.counts.all} reviewed`;
+    ` \u00b7 ${reviewed} of ${page.counts.all} reviewed \u00b7 ${page.counts.unreviewed ?? 0} to review`;
+}
+
+// Breed names in the order a person expects: "boxer" beside "Boston bull", not after every capital.
+function byName(a, b) {
+  return a.localeCompare(b, undefined, { sensitivity: "base" }) || a.localeCompare(b);
 }
 
 function showProblems(problems) {
@@ -312,25 +349,62 @@ function showViewer() {
 
 // ---- corrections ----------------------------------------------------------------------------------
 
+// The name that signs each correction (reviewed_by). Asked for before the first one; a volunteer
+// may go on without one, and is not asked again until the page is opened anew.
+function reviewerName() {
+  return $("#reviewer").value.trim();
+}
+
+function saveReviewerName(name) {
+  $("#reviewer").value = name.trim();
+  localStorage.setItem("dogtag-reviewer", name.trim());
+}
+
+function askName() {
+  if (reviewerName() || sessionStorage.getItem("dogtag-anonymous")) return Promise.resolve(true);
+  const dialog = $("#who");
+  const input = $("input", dialog);
+  input.value = "";
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => {
+      if (dialog.returnValue === "name" && input.value.trim()) saveReviewerName(input.value);
+      else if (dialog.returnValue === "anonymous") sessionStorage.setItem("dogtag-anonymous", "1");
+      resolve(dialog.returnValue === "name" || dialog.returnValue === "anonymous");
+    }, { once: true });
+    dialog.returnValue = "";
+    dialog.showModal();
+    input.focus();
+  });
+}
+
 async function correct(name, { advance = true, index = state.selected, undoing = false } = {}) {
   const item = state.items[index];
   if (!item) return;
+  if (!(await askName())) return notice("Not saved: say who you are first (or choose to go on without a name).", true);
   const previous = item.reviewed_breed || "";
+  const answer = await saveReview(item, name);
+  if (!answer) return;
+  state.items[index] = answer.item;
+  if (!undoing) remember({ source: item.source, path: item.path, previous, name });
+  refreshCard(index);
+  await refreshCounts();
+  if (answer.warnings && answer.warnings.length) notice(answer.warnings.join(" "), true);
+  else if (undoing) notice(previous ? `Undone: ${item.path} is ${name || "not reviewed"} again` : "Review withdrawn");
+  else notice(name ? `Saved: ${name}` : "Review withdrawn");
+  if (advance && index === state.selected && index + 1 < state.items.length) select(index + 1);
+  else if (state.viewer) showViewer();
+}
+
+async function saveReview(item, name) {
   try {
-    const answer = await api("/api/reviews", {
+    return await api("/api/reviews", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ source: item.source, path: item.path, reviewed_breed: name, reviewed_by: $("#reviewer").value }),
+      body: JSON.stringify({ source: item.source, path: item.path, reviewed_breed: name, reviewed_by: reviewerName() }),
     });
-    state.items[index] = answer.item;
-    if (!undoing) state.undo.push({ index, previous });
-    refreshCard(index);
-    if (answer.warnings && answer.warnings.length) notice(answer.warnings.join(" "), true);
-    else notice(name ? `Saved: ${name}` : "Review withdrawn");
-    if (advance && index === state.selected && index + 1 < state.items.length) select(index + 1);
-    else if (state.viewer) showViewer();
   } catch (error) {
     notice(`NOT saved: ${error.message}`, true);
+    return null;
   }
 }
 
@@ -344,15 +418,184 @@ function confirmSelected() {
 
 function chooseTop(rank) {
   const item = state.items[state.selected];
-  const choice = item && (item.top_k || [])[rank];
-  if (choice) correct(choice.breed);
+  if (!item) return;
+  const listed = (item.top_k || []).length;
+  const choice = (item.top_k || [])[rank];
+  if (choice) return correct(choice.breed);
+  return notice(listed ? `This photo lists ${listed} breed${listed === 1 ? "" : "s"}: press 1${listed > 1 ? `-${listed}` : ""}, ` +
+    "or / to search every breed." : "No breeds listed for this photo: press / to search every breed.", true);
+}
+
+// Undo outlives the page: the corrections made in this browser are kept (per set of results files),
+// so a volunteer can undo yesterday's last corrections after a reload or a restart of the server.
+function remember(entry) {
+  state.undo.push(entry);
+  state.undo = state.undo.slice(-UNDO_KEPT);
+  if (state.undoKey) localStorage.setItem(state.undoKey, JSON.stringify(state.undo));
+}
+
+function loadUndo(sources) {
+  state.undoKey = `dogtag-undo:${sources.map((s) => s.results).join("|")}`;
+  let kept = [];
+  try { kept = JSON.parse(localStorage.getItem(state.undoKey) || "[]"); } catch { kept = []; }
+  state.undo = [...(Array.isArray(kept) ? kept : []), ...state.undo].slice(-UNDO_KEPT);
 }
 
 async function undo() {
   const last = state.undo.pop();
+  if (state.undoKey) localStorage.setItem(state.undoKey, JSON.stringify(state.undo));
   if (!last) return notice("Nothing to undo.");
-  select(last.index);
-  await correct(last.previous, { advance: false, index: last.index, undoing: true });
+  const index = state.items.findIndex((item) => item.source === last.source && item.path === last.path);
+  let current = state.items[index];
+  if (!current) {
+    try {
+      current = await api(`/api/photos/${last.source}/${last.path.split("/").map(encodeURIComponent).join("/")}`);
+    } catch (error) {
+      return notice(`Cannot undo ${last.path}: ${error.message}`, true);
+    }
+  }
+  if ((current.reviewed_breed || "") !== last.name) {
+    return notice(`Not undone: ${last.path} was changed since (now ${current.reviewed_breed || "not reviewed"}).`, true);
+  }
+  if (index >= 0) {
+    select(index);
+    return correct(last.previous, { advance: false, index, undoing: true });
+  }
+  const answer = await saveReview(current, last.previous);
+  if (!answer) return;
+  refreshCounts();
+  notice(`Undone: ${last.path} is ${last.previous || "not reviewed"} again`);
+}
+
+// ---- the breed search ---------------------------------------------------------------------------
+
+// Every name a volunteer may pick: the breeds the server lists (with their aliases when it has them),
+// mixed breed, not a dog, and the labels volunteers added before (the names of the breed filter).
+function searchEntries() {
+  const entries = [...state.breeds];
+  const known = new Set(entries.map((entry) => entry.name.toLowerCase()));
+  for (const name of [MIXED, NOT_A_DOG, ...state.added]) {
+    if (!known.has(name.toLowerCase())) {
+      known.add(name.toLowerCase());
+      entries.push({ name, aliases: [], added: ![MIXED, NOT_A_DOG].includes(name) });
+    }
+  }
+  return entries;
+}
+
+function simplify(text) {
+  return text.toLowerCase().replace(/[-_'\u2019]+/g, " ").replace(/\s+/g, " ").trim();
+}
+
+// The entries that `text` names, best first: the exact name or alias, then names and aliases that
+// start with it, then those with a word that does, then those that contain it.
+function breedMatches(text, limit = 8) {
+  const wanted = simplify(text);
+  if (!wanted) return [];
+  const found = [];
+  for (const entry of searchEntries()) {
+    let best = null;
+    for (const [rank, candidate] of [entry.name, ...(entry.aliases || [])].entries()) {
+      const said = simplify(candidate);
+      const score = said === wanted ? 0 : said.startsWith(wanted) ? 1 :
+        said.split(" ").some((word) => word.startsWith(wanted)) ? 2 : said.includes(wanted) ? 3 : null;
+      if (score !== null && (!best || score < best.score)) best = { entry, score, alias: rank ? candidate : "" };
+    }
+    if (best) found.push(best);
+  }
+  found.sort((a, b) => a.score - b.score || byName(a.entry.name, b.entry.name));
+  return found.slice(0, limit);
+}
+
+const search = { matches: [], highlighted: -1, asked: "" };
+
+function showSuggestions() {
+  const input = $("#viewer .search input");
+  const text = input.value.trim();
+  search.matches = breedMatches(text);
+  const exact = search.matches.some((match) => match.score === 0);
+  search.highlighted = search.matches.length ? 0 : -1;
+  if (search.asked !== text) search.asked = "";
+  const list = $("#suggestions");
+  list.replaceChildren();
+  search.matches.forEach((match, position) => list.append(suggestion(match.entry.name, match.alias ?
+    `also called ${match.alias}` : match.entry.added ? "added by a volunteer" : "", position)));
+  if (text && !exact) list.append(suggestion(`Add \u201c${text}\u201d as a new label`, "not a breed the model knows", -2));
+  list.hidden = !text;
+  highlight(search.highlighted);
+  $("#new-label").hidden = !search.asked;
+  $("#new-label").textContent = search.asked ?
+    `\u201c${search.asked}\u201d is not a known breed or label. Press Enter again to add it as a new label, or change it.` : "";
+}
+
+function suggestion(name, note, position) {
+  const li = document.createElement("li");
+  li.setAttribute("role", "option");
+  li.dataset.position = position;
+  li.className = position === -2 ? "new" : "";
+  const strong = document.createElement("span");
+  strong.textContent = name;
+  li.append(strong);
+  if (note) {
+    const small = document.createElement("small");
+    small.textContent = note;
+    li.append(small);
+  }
+  li.addEventListener("mousedown", (event) => { event.preventDefault(); pickSuggestion(position); });
+  return li;
+}
+
+function highlight(position) {
+  search.highlighted = position;
+  for (const li of document.querySelectorAll("#suggestions li")) {
+    li.setAttribute("aria-selected", String(Number(li.dataset.position) === position));
+  }
+}
+
+function moveHighlight(step) {
+  const positions = [...document.querySelectorAll("#suggestions li")].map((li) => Number(li.dataset.position));
+  if (!positions.length) return;
+  const at = positions.indexOf(search.highlighted);
+  highlight(positions[(at + step + positions.length) % positions.length]);
+}
+
+// Enter or Save: the highlighted breed; a text that matches nothing is asked about first.
+function pickSuggestion(position = search.highlighted) {
+  const input = $("#viewer .search input");
+  const text = input.value.trim();
+  if (!text) return;
+  if (position >= 0 && search.matches[position]) return saveSearched(search.matches[position].entry.name);
+  if (position === -2 || search.asked === text) return saveSearched(text);
+  search.asked = text;
+  showSuggestions();
+  highlight(-2);
+}
+
+function saveSearched(name) {
+  const input = $("#viewer .search input");
+  input.value = "";
+  search.asked = "";
+  $("#suggestions").hidden = true;
+  $("#new-label").hidden = true;
+  input.blur();
+  correct(name);
+}
+
+function onSearchKey(event) {
+  if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+    event.preventDefault();
+    moveHighlight(event.key === "ArrowDown" ? 1 : -1);
+  } else if (event.key === "Enter") {
+    event.preventDefault();
+    pickSuggestion();
+  } else if (event.key === "Escape") {
+    event.preventDefault();
+    event.stopPropagation();
+    event.target.value = "";
+    search.asked = "";
+    showSuggestions();
+    event.target.blur();
+  }
 }
 
 function searchBreed() {
@@ -362,23 +605,43 @@ function searchBreed() {
   input.select();
 }
 
-function canonicalName(text) {
-  const wanted = text.trim().toLowerCase();
-  for (const name of [...state.labels, MIXED, NOT_A_DOG]) {
-    if (name.toLowerCase() === wanted) return name;
+// The breeds from the server: GET /api/breeds or /api/status's `breeds` (names, ids, aliases) where
+// the server has them, else the model's labels.
+async function loadBreeds(status) {
+  let listed = Array.isArray(status.breeds) ? status.breeds : null;
+  if (!listed) {
+    try {
+      const answer = await api("/api/breeds");
+      listed = Array.isArray(answer) ? answer : answer.breeds;
+    } catch {
+      listed = null;
+    }
   }
-  return text.trim();
+  const entries = Array.isArray(listed) && listed.length ?
+    listed.map((breed) => typeof breed === "string" ? { name: breed, aliases: [] } :
+      { name: breed.name || breed.id, aliases: breed.aliases || [] }) :
+    (status.labels || []).map((name) => ({ name, aliases: [] }));
+  state.breeds = entries.filter((entry) => entry.name);
 }
 
 // ---- keyboard -----------------------------------------------------------------------------------
 
 function onKey(event) {
+  // Keys typed into a field belong to it; Enter or Esc hands the keyboard back to the photos, so the
+  // next `n` is a correction again and not one more letter of a name.
   const typing = event.target.closest && event.target.closest("input, select, textarea");
   if (typing) {
-    if (event.key === "Escape") event.target.blur();
+    if (event.target.id === "reviewer" && event.key === "Enter") {
+      event.preventDefault();
+      saveReviewerName(event.target.value);
+      event.target.blur();
+      notice(reviewerName() ? `Your name: ${reviewerName()}. Each correction is signed with it.` : "No name: corrections are not signed.");
+    } else if (event.key === "Escape" && !event.target.closest("dialog")) {
+      event.target.blur();
+    }
     return;
   }
-  if ($("#help").open) return;
+  if (document.querySelector("dialog[open]")) return;
   if (event.ctrlKey && event.key.toLowerCase() === "z") { event.preventDefault(); undo(); return; }
   if (event.ctrlKey || event.metaKey || event.altKey) return;
   const key = event.key;
@@ -417,8 +680,10 @@ async function upload(files) {
     const grid = $("#grid");
     grid.replaceChildren(...state.items.map((item, index) => card(item, index)));
     state.selected = -1;
+    state.resume = false;
     select(0);
-    $("#empty").hidden = true;
+    $("#empty").hidden = state.items.length > 0;
+    refreshCounts();
   } catch (error) {
     notice(`Not added: ${error.message}`, true);
   }
@@ -440,6 +705,22 @@ function watchDrops() {
   });
 }
 
+// ---- phones ---------------------------------------------------------------------------------------
+
+// The address for phones, as a QR code to scan (the same one the terminal prints).
+function showAddress() {
+  const dialog = $("#phone");
+  const img = $("img", dialog);
+  img.hidden = !state.address;
+  if (state.address) img.src = `/api/address.svg?t=${Date.now()}`;
+  $(".address", dialog).textContent = state.address;
+  $(".how", dialog).textContent = state.address ?
+    "Scan this with a phone's camera on the shelter's network: it opens this page, signed in." :
+    "Only this computer can open this page. For phones on the shelter's network, stop it (Ctrl-C) and " +
+    "start it again with: dogtag review --host 0.0.0.0 FOLDER";
+  dialog.showModal();
+}
+
 // ---- tagging progress ---------------------------------------------------------------------------
 
 async function watchStatus() {
@@ -451,13 +732,15 @@ async function watchStatus() {
     setTimeout(watchStatus, 3000);
     return;
   }
-  if (!state.labels.length) {
-    state.labels = status.labels;
-    $("#breed-names").replaceChildren(...[...status.labels, MIXED, NOT_A_DOG].map((name) => new Option(name)));
+  if (!state.undoKey) {
+    loadUndo(status.sources || []);
+    state.address = status.address || "";
+    await loadBreeds(status);
   }
   const tagging = status.tagging;
   const box = $("#progress");
   box.hidden = tagging.state !== "tagging" && tagging.state !== "failed";
+  box.classList.toggle("bad", tagging.state === "failed");
   const share = tagging.total ? tagging.done / tagging.total : 0;
   $(".fill", box).style.width = `${Math.round(share * 100)}%`;
   $(".text", box).textContent = tagging.state === "failed" ? `Tagging stopped: ${tagging.message}` :
@@ -473,8 +756,13 @@ async function watchStatus() {
 function start() {
   const reviewer = $("#reviewer");
   reviewer.value = localStorage.getItem("dogtag-reviewer") || "";
-  reviewer.addEventListener("change", () => localStorage.setItem("dogtag-reviewer", reviewer.value.trim()));
-  $("#breed-filter").addEventListener("change", (event) => { state.breed = event.target.value; reload(); });
+  reviewer.addEventListener("change", () => saveReviewerName(reviewer.value));
+  $("#breed-filter").addEventListener("change", (event) => {
+    state.breed = event.target.value;
+    event.target.blur();  // the arrow keys go back to the photos
+    state.resume = true;
+    reload();
+  });
   document.addEventListener("keydown", onKey);
   $("#viewer .close").addEventListener("click", closeViewer);
   $("#viewer .picture").addEventListener("click", (event) => { if (event.target === event.currentTarget) closeViewer(); });
@@ -485,14 +773,12 @@ function start() {
   for (const button of document.querySelectorAll("#viewer [data-action]")) {
     button.addEventListener("click", () => actions[button.dataset.action]());
   }
-  $("#viewer .search").addEventListener("submit", (event) => {
-    event.preventDefault();
-    const input = $("input", event.target);
-    const name = canonicalName(input.value);
-    if (!name) return;
-    input.blur();
-    correct(name);
-  });
+  $("#viewer .search").addEventListener("submit", (event) => { event.preventDefault(); pickSuggestion(); });
+  const searchInput = $("#viewer .search input");
+  searchInput.addEventListener("input", showSuggestions);
+  searchInput.addEventListener("keydown", onSearchKey);
+  searchInput.addEventListener("blur", () => { $("#suggestions").hidden = true; });
+  $("#phone-button").addEventListener("click", showAddress);
   $("#add-photos").addEventListener("click", () => $("#file-input").click());
   $("#take-photo").addEventListener("click", () => $("#camera-input").click());
   for (const input of [$("#file-input"), $("#camera-input")]) {
