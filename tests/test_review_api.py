@@ -336,6 +336,18 @@ def test_an_uploaded_photo_is_kept_in_the_intake_folder_tagged_at_once_and_never
     assert client.get("/api/photos").json()["total"] == 11, "the photo already in the intake folder is tagged too"
 
 
+def test_the_same_photo_sent_twice_is_named_as_a_duplicate_and_kept_once(client, shelter, tmp_path):
+    data = draw_dog(tmp_path / "rex.jpg", seed=4).read_bytes()
+    assert client.post("/api/photos", files=[("files", ("rex.jpg", data, "image/jpeg"))]).status_code == 200
+
+    again = client.post("/api/photos", files=[("files", ("IMG_0042.jpg", data, "image/jpeg"))])
+
+    assert again.status_code == 422
+    assert again.json()["errors"] == [f"IMG_0042.jpg: a duplicate: the same photo, byte for byte, as rex.jpg already in "
+                                      f"{shelter / 'intake'}; not kept twice"]
+    assert [p.name for p in (shelter / "intake").iterdir()] == ["rex.jpg"]
+
+
 def test_uploads_that_are_not_photos_too_large_or_too_many_are_refused_and_nothing_is_kept(client, shelter):
     intake = shelter / "intake"
     refused = client.post("/api/photos", files=[("files", ("notes.jpg", b"adoption notes for Rex\n", "image/jpeg")),
@@ -475,6 +487,15 @@ def test_on_the_network_every_request_needs_the_printed_token(servers, shelter):
     client.cookies.clear()
     assert client.get("/api/photos", headers={"authorization": "Bearer s3cret-token"}).status_code == 200
     assert client.get("/api/photos", headers={"host": "evil.example"}).status_code == 400
+    qr = client.get("/api/address.svg", headers={"authorization": "Bearer s3cret-token"})
+    assert qr.status_code == 200 and qr.headers["content-type"].startswith("image/svg+xml")
+    assert client.get("/api/address.svg").status_code == 401, "the code carries the token: only for the signed in"
+
+
+def test_on_this_computer_only_there_is_no_address_for_phones(client):
+    assert client.get("/api/status").json()["address"] == ""
+    missing = client.get("/api/address.svg")
+    assert missing.status_code == 404 and "--host 0.0.0.0" in missing.json()["detail"]
 
 
 def test_the_thumbnail_cache_may_not_be_inside_a_photo_folder(shelter):

@@ -163,8 +163,10 @@ def test_a_volunteer_corrects_photos_with_the_keyboard_and_finds_the_corrections
     wait(browser, lambda d: d.find_element(By.ID, "viewer").is_displayed(), "the large view")
     wait(browser, lambda d: d.execute_script("return document.querySelector('#viewer img').complete"), "the photo")
     assert "golden retriever" in browser.find_element(By.CSS_SELECTOR, "#viewer .choices").text
+    press(browser, "/", "retriever")  # the breed search, for the screenshot
+    wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#suggestions li")) >= 5, "the retrievers")
     save_screenshot(browser, tmp_path, "-photo")
-    press(browser, Keys.ESCAPE)
+    press(browser, Keys.ESCAPE, Keys.ESCAPE)  # out of the search, then out of the large view
     wait(browser, lambda d: not d.find_element(By.ID, "viewer").is_displayed(), "the grid again")
     save_screenshot(browser, tmp_path)
 
@@ -328,6 +330,7 @@ def test_on_a_phone_no_badge_is_cut_every_button_is_finger_sized_and_the_photos_
     assert {"text": "reviewed", "cut": False} in badges and not [b for b in badges if b["cut"]]
     assert browser.execute_script("return document.documentElement.scrollWidth") <= 390, "nothing wider than the phone"
     assert all(height >= 44 for height in visible_heights(browser, "header button, header select, header input"))
+    assert browser.execute_script("return document.querySelector('header').offsetHeight") <= 844 / 5
     browser.execute_script("window.scrollTo(0, 400)")
     assert browser.execute_script("return document.querySelector('header').getBoundingClientRect().bottom") <= 0, \
         "the header scrolls away: the photos get the screen"

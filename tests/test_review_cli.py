@@ -23,13 +23,18 @@ from tests.review_fixtures import MODEL, make_shelter_folder, raw_get  # noqa: E
 REPO = Path(__file__).resolve().parents[1]
 
 
-def start_review(*args: str) -> tuple[subprocess.Popen, str]:
-    """`dogtag review ARGS --no-browser --port 0` in a new process; returns it and the address it printed."""
+def start_review(*args: str, config: Path | None = None) -> tuple[subprocess.Popen, str]:
+    """`dogtag review ARGS --no-browser --port 0` in a new process; returns it and the address it printed.
+
+    `config` stands for ~/.config (where the token is kept).
+    """
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    if config is not None:
+        env["XDG_CONFIG_HOME"] = str(config)
     process = subprocess.Popen(
         [sys.executable, "-c", "from dogtag.cli import main; main()", "review", *args, "--no-browser", "--port", "0",
          "--model", MODEL],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8", env=env,
     )
     line = process.stdout.readline()
     if not line.startswith("Dogtag review: "):
@@ -77,7 +82,8 @@ def test_dogtag_review_prints_its_address_and_serves_the_page_and_api_there(tmp_
 def test_on_the_network_the_address_carries_a_token_that_every_request_needs(tmp_path):
     folder = tmp_path / "shelter"
     make_shelter_folder(folder)
-    process, url = start_review(str(folder), "--host", "0.0.0.0", "--cache", str(tmp_path / "cache"))
+    process, url = start_review(str(folder), "--host", "0.0.0.0", "--cache", str(tmp_path / "cache"),
+                                config=tmp_path / "config")
     try:
         assert "?token=" in url
         local = "http://127.0.0.1:" + url.split(":", 2)[2]
@@ -120,3 +126,70 @@ def test_the_review_page_imports_nothing_from_tensorflow():
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def printed_until(process: subprocess.Popen, last: str) -> list[str]:
+    """The lines the command prints, up to the one that starts with `last`."""
+    lines = []
+    while not (lines and lines[-1].startswith(last)):
+        line = process.stdout.readline()
+        if not line:
+            pytest.fail(f"ended before {last!r}: {lines} {process.stderr.read()}")
+        lines.append(line.rstrip("\n"))
+    return lines
+
+
+def qr_matrix(lines: list[str]) -> list[tuple[int, ...]]:
+    """The modules (1 dark) of a QR code printed with half blocks: each character is two rows, light on top
+    where it is \u2588 or \u2580."""
+    top = {"\u2588": (0, 0), "\u2580": (0, 1), "\u2584": (1, 0), " ": (1, 1)}
+    rows = []
+    for line in lines:
+        pairs = [top[char] for char in line]
+        rows += [tuple(pair[0] for pair in pairs), tuple(pair[1] for pair in pairs)]
+    return rows
+
+
+def test_on_the_network_the_terminal_shows_the_address_as_a_qr_code_and_the_token_outlives_a_restart(tmp_path):
+    import segno
+
+    folder = tmp_path / "shelter"
+    make_shelter_folder(folder)
+    config = tmp_path / "config"
+    args = (str(folder), "--host", "0.0.0.0", "--cache", str(tmp_path / "cache"))
+    process, url = start_review(*args, config=config)
+    try:
+        printed = printed_until(process, "The token is kept")
+    finally:
+        stop(process)
+    code = [line for line in printed if line and set(line) <= set("\u2588\u2580\u2584 ")]
+    expected = segno.make(url, error="m")
+    size = expected.symbol_size(border=2)[0]
+    assert qr_matrix(code)[:size] == [tuple(int(m) for m in row) for row in expected.matrix_iter(border=2)]
+    kept = config / "dogtag" / "review-token"
+    assert kept.read_text().strip() == url.split("?token=")[1] and kept.stat().st_mode & 0o777 == 0o600
+
+    again, same = start_review(*args, config=config)
+    stop(again)
+    renewed, new = start_review(*args, "--new-token", config=config)
+    stop(renewed)
+
+    token = url.split("?token=")[1]
+    assert same.split("?token=")[1] == token, "a phone that scanned the code yesterday still gets in"
+    assert new.split("?token=")[1] != token and kept.read_text().strip() == new.split("?token=")[1]
+
+
+def test_the_first_start_says_it_is_tagging_with_progress(tmp_path):
+    from tests.review_fixtures import draw_dog
+
+    folder = tmp_path / "new"
+    for seed in range(4):
+        draw_dog(folder / f"dog{seed}.jpg", seed)
+    process, url = start_review(str(folder), "--cache", str(tmp_path / "cache"))
+    try:
+        printed = printed_until(process, "Tagged ")
+    finally:
+        stop(process)
+    assert any(line.startswith("First tagging") and str(folder) in line for line in printed)
+    assert "  tagged 0 of 4 photos (0%)" in printed
+    assert printed[-1].startswith("Tagged 4 photos") and printed[-1].endswith("ready to review.")

@@ -389,7 +389,7 @@ async function correct(name, { advance = true, index = state.selected, undoing =
   refreshCard(index);
   await refreshCounts();
   if (answer.warnings && answer.warnings.length) notice(answer.warnings.join(" "), true);
-  else if (undoing) notice(previous ? `Undone: ${item.path} is ${name || "not reviewed"} again` : "Review withdrawn");
+  else if (undoing) notice(`Undone: ${item.path} ${name ? `is ${name} again` : "is not reviewed any more"}`);
   else notice(name ? `Saved: ${name}` : "Review withdrawn");
   if (advance && index === state.selected && index + 1 < state.items.length) select(index + 1);
   else if (state.viewer) showViewer();
@@ -464,7 +464,7 @@ async function undo() {
   const answer = await saveReview(current, last.previous);
   if (!answer) return;
   refreshCounts();
-  notice(`Undone: ${last.path} is ${last.previous || "not reviewed"} again`);
+  notice(`Undone: ${last.path} ${last.previous ? `is ${last.previous} again` : "is not reviewed any more"}`);
 }
 
 // ---- the breed search ---------------------------------------------------------------------------
@@ -503,7 +503,10 @@ function breedMatches(text, limit = 8) {
     }
     if (best) found.push(best);
   }
-  found.sort((a, b) => a.score - b.score || byName(a.entry.name, b.entry.name));
+  // Among equal matches, the breeds the model saw in this photo first.
+  const seen = new Set(((state.items[state.selected] || {}).top_k || []).map((choice) => choice.breed));
+  found.sort((a, b) => a.score - b.score || seen.has(b.entry.name) - seen.has(a.entry.name) ||
+    byName(a.entry.name, b.entry.name));
   return found.slice(0, limit);
 }
 
