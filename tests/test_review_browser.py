@@ -187,6 +187,18 @@ def test_the_counts_follow_each_correction_and_each_added_photo(browser, shelter
     assert "All10" in filters.text and "To review9" in filters.text and len(cards(browser)) == 10
 
 
+def test_keys_pressed_faster_than_the_server_answers_go_to_photo_after_photo(browser, shelter_page):
+    folder, server = shelter_page
+    open_page(browser, server)
+
+    press(browser, "1", "1", "1", "u")  # in one go: three corrections, then undo the last
+
+    wait(browser, lambda d: len(reviews_saved(folder)) == 4 and "Undone" in notice_text(d), "every key's answer")
+    assert [(r.path, r.reviewed_breed) for r in reviews_saved(folder)] == [
+        ("coco.jpg", "toy poodle"), ("bella.jpg", "golden retriever"), ("kennel_2/luna.png", "Siberian husky"),
+        ("kennel_2/luna.png", "")]
+
+
 def test_coming_back_the_next_day_lands_on_the_next_photo_to_review_and_can_undo_yesterdays_corrections(
     browser, tmp_path
 ):
@@ -377,7 +389,8 @@ def test_on_this_computer_only_the_phone_button_says_how_to_let_phones_in(browse
     browser.find_element(By.ID, "phone-button").click()
 
     wait(browser, lambda d: d.find_element(By.ID, "phone").is_displayed(), "the dialog")
-    assert "--host 0.0.0.0" in browser.find_element(By.CSS_SELECTOR, "#phone .how").text
+    assert "Only this computer" in browser.find_element(By.CSS_SELECTOR, "#phone .how").text
+    assert browser.find_element(By.CSS_SELECTOR, "#phone .address").text == "dogtag review --host 0.0.0.0 FOLDER"
     assert not browser.find_element(By.CSS_SELECTOR, "#phone img").is_displayed()
 
 

@@ -166,6 +166,9 @@ async function loadMore() {
     showCounts(page);
     showProblems(page.problems);
     $("#empty").hidden = state.items.length > 0;
+    $("#empty").textContent = state.filter === "unreviewed" && page.counts.all ?
+      "Every photo is reviewed: choose \u201cAll\u201d or \u201cReviewed\u201d to see them, or add photos." :
+      "No photos here. Choose another filter, or add photos.";
   } catch (error) {
     notice(`Cannot list the photos: ${error.message}`, true);
     state.resume = false;
@@ -377,7 +380,21 @@ function askName() {
   });
 }
 
-async function correct(name, { advance = true, index = state.selected, undoing = false } = {}) {
+// Corrections run one after another: a key pressed before the last answer is back acts on the photo
+// that answer moved on to (its breeds, its place), never on the same photo again.
+let corrections = Promise.resolve();
+function queued(action) {
+  corrections = corrections.then(action, action);
+  return corrections;
+}
+
+// A correction of the photo selected now (a click, the breed search), once those before it are saved.
+function correct(name, options = {}) {
+  const index = options.index ?? state.selected;
+  return queued(() => correctNow(name, { ...options, index }));
+}
+
+async function correctNow(name, { advance = true, index = state.selected, undoing = false } = {}) {
   const item = state.items[index];
   if (!item) return;
   if (!(await askName())) return notice("Not saved: say who you are first (or choose to go on without a name).", true);
@@ -387,12 +404,12 @@ async function correct(name, { advance = true, index = state.selected, undoing =
   state.items[index] = answer.item;
   if (!undoing) remember({ source: item.source, path: item.path, previous, name });
   refreshCard(index);
+  if (advance && index === state.selected && index + 1 < state.items.length) select(index + 1);
+  else if (state.viewer) showViewer();
   await refreshCounts();
   if (answer.warnings && answer.warnings.length) notice(answer.warnings.join(" "), true);
   else if (undoing) notice(`Undone: ${item.path} ${name ? `is ${name} again` : "is not reviewed any more"}`);
   else notice(name ? `Saved: ${name}` : "Review withdrawn");
-  if (advance && index === state.selected && index + 1 < state.items.length) select(index + 1);
-  else if (state.viewer) showViewer();
 }
 
 async function saveReview(item, name) {
@@ -411,9 +428,9 @@ async function saveReview(item, name) {
 function confirmSelected() {
   const item = state.items[state.selected];
   if (!item) return;
-  if (item.status === "not_a_dog") return correct(NOT_A_DOG);
+  if (item.status === "not_a_dog") return correctNow(NOT_A_DOG);
   if (!item.breed) return notice("No breed to confirm here: choose one (1-9, M, N or /).", true);
-  return correct(item.breed);
+  return correctNow(item.breed);
 }
 
 function chooseTop(rank) {
@@ -421,7 +438,7 @@ function chooseTop(rank) {
   if (!item) return;
   const listed = (item.top_k || []).length;
   const choice = (item.top_k || [])[rank];
-  if (choice) return correct(choice.breed);
+  if (choice) return correctNow(choice.breed);
   return notice(listed ? `This photo lists ${listed} breed${listed === 1 ? "" : "s"}: press 1${listed > 1 ? `-${listed}` : ""}, ` +
     "or / to search every breed." : "No breeds listed for this photo: press / to search every breed.", true);
 }
@@ -441,7 +458,11 @@ function loadUndo(sources) {
   state.undo = [...(Array.isArray(kept) ? kept : []), ...state.undo].slice(-UNDO_KEPT);
 }
 
-async function undo() {
+function undo() {  // after the corrections still on their way, so it undoes the last one
+  return queued(undoNow);
+}
+
+async function undoNow() {
   const last = state.undo.pop();
   if (state.undoKey) localStorage.setItem(state.undoKey, JSON.stringify(state.undo));
   if (!last) return notice("Nothing to undo.");
@@ -459,7 +480,7 @@ async function undo() {
   }
   if (index >= 0) {
     select(index);
-    return correct(last.previous, { advance: false, index, undoing: true });
+    return correctNow(last.previous, { advance: false, index, undoing: true });
   }
   const answer = await saveReview(current, last.previous);
   if (!answer) return;
@@ -653,10 +674,10 @@ function onKey(event) {
   else if (key === "ArrowLeft") select(state.selected - 1);
   else if (key === "ArrowDown") select(state.viewer ? state.selected + 1 : Math.min(state.items.length - 1, state.selected + columns()));
   else if (key === "ArrowUp") select(state.viewer ? state.selected - 1 : Math.max(0, state.selected - columns()));
-  else if (key === "Enter") confirmSelected();
-  else if (/^[1-9]$/.test(key)) chooseTop(Number(key) - 1);
-  else if (key === "m" || key === "M") correct(MIXED);
-  else if (key === "n" || key === "N") correct(NOT_A_DOG);
+  else if (key === "Enter") queued(confirmSelected);
+  else if (/^[1-9]$/.test(key)) queued(() => chooseTop(Number(key) - 1));
+  else if (key === "m" || key === "M") queued(() => correctNow(MIXED));
+  else if (key === "n" || key === "N") queued(() => correctNow(NOT_A_DOG));
   else if (key === "u" || key === "U") undo();
   else if (key === "/") searchBreed();
   else if (key === " ") (state.viewer ? closeViewer : openViewer)();
@@ -716,11 +737,11 @@ function showAddress() {
   const img = $("img", dialog);
   img.hidden = !state.address;
   if (state.address) img.src = `/api/address.svg?t=${Date.now()}`;
-  $(".address", dialog).textContent = state.address;
+  $(".address", dialog).textContent = state.address || "dogtag review --host 0.0.0.0 FOLDER";
   $(".how", dialog).textContent = state.address ?
     "Scan this with a phone's camera on the shelter's network: it opens this page, signed in." :
     "Only this computer can open this page. For phones on the shelter's network, stop it (Ctrl-C) and " +
-    "start it again with: dogtag review --host 0.0.0.0 FOLDER";
+    "start it again with:";
   dialog.showModal();
 }
 
@@ -770,7 +791,7 @@ function start() {
   $("#viewer .close").addEventListener("click", closeViewer);
   $("#viewer .picture").addEventListener("click", (event) => { if (event.target === event.currentTarget) closeViewer(); });
   const actions = {
-    confirm: confirmSelected, mixed: () => correct(MIXED), "not-a-dog": () => correct(NOT_A_DOG), undo,
+    confirm: () => queued(confirmSelected), mixed: () => correct(MIXED), "not-a-dog": () => correct(NOT_A_DOG), undo,
     previous: () => select(state.selected - 1), next: () => select(state.selected + 1),
   };
   for (const button of document.querySelectorAll("#viewer [data-action]")) {
