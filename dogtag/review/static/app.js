@@ -16,7 +16,7 @@ const UNDO_KEPT = 500;  // corrections remembered for undo, across reloads and d
 const state = {
   items: [], total: 0, loading: false, done: false, selected: -1, resume: true,
   filter: localStorage.getItem("dogtag-filter") || "unreviewed", breed: "", breeds: [], added: [],
-  undo: [], undoKey: "", viewer: false, tagging: "idle", address: "",
+  undo: [], undoKey: "", viewer: false, tagging: "idle", address: "", started: false,
 };
 const $ = (selector, root = document) => root.querySelector(selector);
 
@@ -183,7 +183,7 @@ async function loadMore() {
 // Coming back (a reload, the next day): select the first photo nobody has reviewed yet, loading
 // further pages until one is found.
 function resume() {
-  const next = state.items.findIndex((item) => !item.reviewed_breed);
+  const next = state.filter === "reviewed" ? 0 : state.items.findIndex((item) => !item.reviewed_breed);
   if (next >= 0 || state.done) {
     state.resume = false;
     select(next >= 0 ? next : 0);
@@ -210,6 +210,7 @@ function reload() {
   state.items = [];
   state.done = false;
   state.selected = -1;
+  state.resume = true;
   $("#grid").replaceChildren();
   loadMore();
 }
@@ -230,7 +231,6 @@ function showCounts(page) {
     button.addEventListener("click", () => {
       state.filter = key;
       localStorage.setItem("dogtag-filter", key);
-      state.resume = true;
       reload();
     });
     nav.append(button);
@@ -452,6 +452,7 @@ function remember(entry) {
 }
 
 function loadUndo(sources) {
+  if (state.undoKey) return;
   state.undoKey = `dogtag-undo:${sources.map((s) => s.results).join("|")}`;
   let kept = [];
   try { kept = JSON.parse(localStorage.getItem(state.undoKey) || "[]"); } catch { kept = []; }
@@ -463,6 +464,13 @@ function undo() {  // after the corrections still on their way, so it undoes the
 }
 
 async function undoNow() {
+  if (!state.undoKey) {  // pressed before the page's first status came: the kept history first
+    try {
+      loadUndo((await api("/api/status")).sources || []);
+    } catch (error) {
+      return notice(`Cannot undo yet: ${error.message}`, true);
+    }
+  }
   const last = state.undo.pop();
   if (state.undoKey) localStorage.setItem(state.undoKey, JSON.stringify(state.undo));
   if (!last) return notice("Nothing to undo.");
@@ -646,6 +654,7 @@ async function loadBreeds(status) {
       { name: breed.name || breed.id, aliases: breed.aliases || [] }) :
     (status.labels || []).map((name) => ({ name, aliases: [] }));
   state.breeds = entries.filter((entry) => entry.name);
+  if (document.activeElement === $("#viewer .search input")) showSuggestions();  // typed before they came
 }
 
 // ---- keyboard -----------------------------------------------------------------------------------
@@ -732,7 +741,10 @@ function watchDrops() {
 // ---- phones ---------------------------------------------------------------------------------------
 
 // The address for phones, as a QR code to scan (the same one the terminal prints).
-function showAddress() {
+async function showAddress() {
+  if (!state.started) {  // the page's first status is not in yet
+    try { state.address = (await api("/api/status")).address || ""; } catch { state.address = ""; }
+  }
   const dialog = $("#phone");
   const img = $("img", dialog);
   img.hidden = !state.address;
@@ -756,7 +768,8 @@ async function watchStatus() {
     setTimeout(watchStatus, 3000);
     return;
   }
-  if (!state.undoKey) {
+  if (!state.started) {
+    state.started = true;
     loadUndo(status.sources || []);
     state.address = status.address || "";
     await loadBreeds(status);
@@ -784,7 +797,6 @@ function start() {
   $("#breed-filter").addEventListener("change", (event) => {
     state.breed = event.target.value;
     event.target.blur();  // the arrow keys go back to the photos
-    state.resume = true;
     reload();
   });
   document.addEventListener("keydown", onKey);
