@@ -26,7 +26,8 @@ from dogtag.edge_app.options import CannotRun, shared_options
               help="Address to listen on; 0.0.0.0 lets phones on the shelter's network in (with the printed token).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="Port (0: any free one).")
 @click.option("--token", envvar="DOGTAG_REVIEW_TOKEN", default=None,
-              help="Access token asked for when not on 127.0.0.1 (default: a random one, kept across starts).")
+              help="Access token asked for when not on 127.0.0.1 (default: a random one, kept across starts in "
+                   "~/.config/dogtag/review-token).")
 @click.option("--new-token", is_flag=True,
               help="Make a new access token (and keep it): phones with the old address must scan the new one.")
 @click.option("--allow-host", multiple=True, help="Another name of this machine that browsers may use (repeatable).")
