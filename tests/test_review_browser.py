@@ -260,6 +260,8 @@ def test_the_name_is_asked_for_before_the_first_correction(browser, shelter_page
 
     wait(browser, lambda d: d.find_element(By.ID, "who").is_displayed(), "the question: who is reviewing?")
     assert reviews_saved(folder) == [], "nothing saved before the name is known"
+    press(browser, Keys.ENTER)  # no name typed: still asked
+    assert browser.find_element(By.ID, "who").is_displayed() and reviews_saved(folder) == []
     press(browser, "Cleo", Keys.ENTER)
     wait(browser, lambda d: "REVIEWED" in cards(d)[0].text, "the correction")
     press(browser, "1")  # not asked again
