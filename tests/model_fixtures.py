@@ -106,20 +106,23 @@ def make_tiny_models(
     labels: list[str] | tuple[str, ...] = TINY_LABELS,
     with_dog: bool = True,
     formats: tuple[str, ...] = TINY_FORMATS,
+    features: bool = True,
 ) -> dict[str, Path]:
     """Tiny model files with embedded Dogtag model info, copied into `directory`; format -> path.
 
     Keys are export format names (tflite_float32, tflite_float16, tflite_dynamic, tflite_int8,
-    onnx_float32, onnx_int8); files are named dogtag_<format>.tflite / .onnx.
+    onnx_float32, onnx_int8); files are named dogtag_<format>.tflite / .onnx. With `features`
+    (the default, as `dogtag export` writes them) the files have the "features" output (the 8
+    pooled channels the breed layer reads) that `dogtag learn` needs; without, as older exports.
     """
     from dogtag.export.convert import export_files, load_run
 
-    key = ("models", tuple(labels), with_dog, tuple(formats))
+    key = ("models", tuple(labels), with_dog, tuple(formats), features)
     if key not in _BUILT:
         source = _cache_dir() / f"models-{len(_BUILT)}"
         model, info = load_run(make_tiny_run(source, labels, with_dog))
         calibration, _, _ = training_photos(64, len(labels), seed=1)
-        export_files(model, info, source, formats, calibration, log=lambda _: None)
+        export_files(model, info, source, formats, calibration, features=features, log=lambda _: None)
         _BUILT[key] = source
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

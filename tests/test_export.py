@@ -92,8 +92,27 @@ def test_exported_models_take_raw_uint8_pixels_and_name_their_outputs(name, tiny
 
     assert input_type in (np.uint8, "tensor(uint8)")
     assert list(input_shape[1:]) == [32, 32, 3]
-    assert set(outputs) == {"breeds", "dog"}
+    assert set(outputs) == {"breeds", "dog", "features"}
     assert all(t in (np.float32, "tensor(float)") for t in outputs.values()), "probabilities come out as float"
+
+
+@pytest.mark.parametrize("name", ["tflite_int8", "onnx_int8", "tflite_float32"])
+def test_exported_models_give_the_embedding_the_breed_layer_reads(name, tiny_run, tiny_files, photos):
+    """The features output is the breed layer's input: that layer applied to it gives the breeds."""
+    import keras
+
+    from dogtag.edge_app.runtime import Model
+
+    outputs = Model(tiny_files[name]).run_all(photos)
+    dense = keras.models.load_model(tiny_run / "model.keras", compile=False).get_layer("breeds")
+    kernel, bias = (np.asarray(w) for w in dense.get_weights())
+    logits = outputs.features @ kernel + bias
+    again = np.exp(logits - logits.max(1, keepdims=True))
+    again /= again.sum(1, keepdims=True)
+
+    assert outputs.features.shape == (len(photos), kernel.shape[0])
+    assert np.array_equal(again.argmax(1), outputs.breeds.argmax(1))
+    assert np.abs(again - outputs.breeds).max() <= TOLERANCE[name] + 0.05
 
 
 @pytest.mark.parametrize("name", TINY_FORMATS)
@@ -103,7 +122,7 @@ def test_every_file_carries_its_labels_and_what_the_edge_side_needs(name, tiny_f
     assert info.labels == TINY_LABELS
     assert info.input_size == (32, 32)
     assert info.resize == "squash"
-    assert (info.breeds_output, info.dog_output) == ("breeds", "dog")
+    assert (info.breeds_output, info.dog_output, info.features_output) == ("breeds", "dog", "features")
     assert info.model_version == f"tiny-1+{name}", "each format answers differently, so has its own version"
     assert info.extra["export"]["format"] == name
 
@@ -122,7 +141,7 @@ def test_a_model_without_a_dog_output_exports_breeds_only(tmp_path, photos):
     for path in files.values():
         assert read_model_info(path).dog_output is None
         answers = open_model_file(path)(photos)
-        assert set(answers) == {"breeds"}
+        assert set(answers) == {"breeds", "features"}
         assert answers["breeds"].shape == (len(photos), 3)
 
 
@@ -172,10 +191,17 @@ def test_outputs_are_found_by_their_names_or_else_by_their_size():
     info = ModelInfo(labels=TINY_LABELS, input_size=(32, 32), breeds_output="breeds", dog_output="dog")
     unnamed = ModelInfo(labels=TINY_LABELS, input_size=(32, 32))
 
-    assert check_outputs(info, {"dog": (1, 1), "breeds": (1, 3)}) == {"breeds": "breeds", "dog": "dog"}
+    with_features = ModelInfo(labels=TINY_LABELS, input_size=(32, 32), features_output="features")
+
+    assert check_outputs(info, {"dog": (1, 1), "breeds": (1, 3)}) == {"breeds": "breeds", "dog": "dog", "features": None}
     assert check_outputs(unnamed, {"Identity:0": (-1, 3), "Identity_1:0": (-1, 1)}) == {
-        "breeds": "Identity:0", "dog": "Identity_1:0"}
-    assert check_outputs(unnamed, {"probs": ("batch", 3)}) == {"breeds": "probs", "dog": None}
+        "breeds": "Identity:0", "dog": "Identity_1:0", "features": None}
+    assert check_outputs(unnamed, {"probs": ("batch", 3)}) == {"breeds": "probs", "dog": None, "features": None}
+    # A features output is known by its name only, even when its length is that of the labels.
+    assert check_outputs(with_features, {"b": (1, 3), "features": (1, 3), "d": (1, 1)}) == {
+        "breeds": "b", "dog": "d", "features": "features"}
+    with pytest.raises(ModelFileError, match="names a features output 'features' but the model has no such"):
+        check_outputs(with_features, {"breeds": (1, 3)})
     with pytest.raises(ModelFileError, match="model.onnx: the model carries 3 breed labels but no output gives 3"):
         check_outputs(unnamed, {"probs": (1, 120)}, source="model.onnx")
     with pytest.raises(ModelFileError, match="names a dog output 'dog' but the model has no output"):

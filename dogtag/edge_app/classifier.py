@@ -4,6 +4,9 @@
     prediction = Classifier().predict("rex.jpg")   # a photo's path, an HxWx3 uint8 array or a PIL image
     prediction.breed, prediction.confidence, prediction.top_k, prediction.dog_probability
 
+`predict_with_features` also returns each photo's embedding (the model's features output) from the
+same model call, which `dogtag learn` caches and fits new heads on.
+
 A prediction's status applies the thresholds the model carries (tuned on validation data), by the
 one rule every stage uses (`statuses`): `not_a_dog` when the dog probability is below min_dog, else
 `unsure` when the best breed's probability is below min_confidence, else `dog`. Its top_k lists the best breed and the next
@@ -23,8 +26,9 @@ from PIL import Image
 
 from dogtag import models as bundled
 from dogtag.edge_app.images import PhotoError, array_to_image, load_photo, prepare_image
+from dogtag.edge_app.learned import open_model
 from dogtag.edge_app.model_file import ModelFileError, ModelInfo
-from dogtag.edge_app.runtime import Model
+from dogtag.edge_app.runtime import Outputs
 
 STATUSES = ("dog", "unsure", "not_a_dog", "error")
 DEFAULT_TOP_K = 3
@@ -90,7 +94,8 @@ def default_model_path(name: str | None = None) -> Path:
 
 
 def resolve_model(model: str | os.PathLike | None) -> Path:
-    """The model file meant by `model`: None or a bundled name (accurate, fast), else a path."""
+    """The model meant by `model`: None or a bundled name (accurate, fast), else a path (a model file or a
+    learned model's folder)."""
     if model is None or str(model) in bundled.BUNDLED_MODELS:
         return default_model_path(None if model is None else str(model))
     return Path(model)
@@ -99,7 +104,8 @@ def resolve_model(model: str | os.PathLike | None) -> Path:
 class Classifier:
     """A model file plus the thresholds and top-k that turn its outputs into predictions.
 
-    `model` is a bundled model's name, "accurate" (the default) or "fast", or a .tflite / .onnx file.
+    `model` is a bundled model's name, "accurate" (the default) or "fast", a .tflite / .onnx file,
+    or a learned model's folder (written by `dogtag learn`).
     """
 
     def __init__(
@@ -111,7 +117,7 @@ class Classifier:
         min_dog: float | None = None,
         num_threads: int | None = None,
     ):
-        self.model = Model(resolve_model(model), num_threads=num_threads)
+        self.model = open_model(resolve_model(model), num_threads=num_threads)
         self.info: ModelInfo = self.model.info
         self.top_k = max(1, min(top_k, len(self.info.labels)))
         self.min_confidence = self.info.min_confidence if min_confidence is None else min_confidence
@@ -148,9 +154,26 @@ class Classifier:
     def predict_pixels(self, pixels: np.ndarray) -> list[Prediction]:
         """Predict a batch of already-prepared pixels, shape (n, height, width, 3) uint8."""
         breeds, dogs = self.model.run(pixels)
+        return self.predictions(Outputs(breeds, dogs, None))
+
+    def predict_with_features(self, images: Sequence[ImageLike]) -> tuple[list[Prediction], np.ndarray | None]:
+        """Predictions and embeddings (n, d) float32 of several photos, from one model call.
+
+        The embeddings are None for a model file without a features output (made before they existed).
+        """
+        return self.predict_pixels_with_features(np.stack([self.prepare(image) for image in images]))
+
+    def predict_pixels_with_features(self, pixels: np.ndarray) -> tuple[list[Prediction], np.ndarray | None]:
+        """As predict_with_features, for already-prepared pixels (n, height, width, 3) uint8."""
+        outputs = self.model.run_all(pixels)
+        return self.predictions(outputs), outputs.features
+
+    def predictions(self, outputs: Outputs) -> list[Prediction]:
+        """Predictions from a model's outputs (e.g. a learned head applied to cached embeddings)."""
+        dogs = outputs.dog
         return [
             self._prediction(probabilities, None if dogs is None else float(dogs[i]))
-            for i, probabilities in enumerate(breeds)
+            for i, probabilities in enumerate(outputs.breeds)
         ]
 
     def status(self, confidence: float, dog_probability: float | None) -> str:

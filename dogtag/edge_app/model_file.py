@@ -14,11 +14,13 @@ The JSON keys (``format`` is ``dogtag-model/1``)::
                     (keep aspect ratio, centre crop)
     thresholds      {"min_confidence": float, "min_dog": float}, tuned on validation data
     model_version   a string that changes whenever the weights change (used to resume tagging)
-    outputs         {"breeds": <output name>, "dog": <output name or null>}
+    outputs         {"breeds": <output name>, "dog": <output name or null>,
+                     "features": <output name>, only in files that have it}
 
 The model takes raw uint8 RGB pixels, shape (batch, height, width, 3); preprocessing is inside it.
 Its outputs are breed probabilities (batch, len(labels)) and, when present, the probability that
-the photo shows a dog at all, (batch, 1).
+the photo shows a dog at all, (batch, 1), and the pooled features the breed head reads (batch, n):
+the embedding `dogtag learn` fits a new head on. Files without a features output keep working.
 
 Reading the TFLite metadata needs no TensorFlow and no flatbuffers package: the few fields read here
 are walked by hand (see the TFLite schema, table ``Model``).
@@ -52,6 +54,7 @@ class ModelInfo:
     model_version: str = "unknown"
     breeds_output: str | None = None
     dog_output: str | None = None
+    features_output: str | None = None
     extra: dict = field(default_factory=dict, compare=False)
 
     def to_json(self) -> str:
@@ -64,7 +67,8 @@ class ModelInfo:
             resize=self.resize,
             thresholds={"min_confidence": self.min_confidence, "min_dog": self.min_dog},
             model_version=self.model_version,
-            outputs={"breeds": self.breeds_output, "dog": self.dog_output},
+            outputs={"breeds": self.breeds_output, "dog": self.dog_output,
+                     **({"features": self.features_output} if self.features_output else {})},
         )
         return json.dumps(document, ensure_ascii=False, sort_keys=True)
 
@@ -100,6 +104,7 @@ def parse_model_info(text: str | bytes, source: str = "model") -> ModelInfo:
         model_version=str(document.get("model_version", "unknown")),
         breeds_output=outputs.get("breeds"),
         dog_output=outputs.get("dog"),
+        features_output=outputs.get("features"),
         extra={k: v for k, v in document.items() if k not in known},
     )
 
@@ -229,10 +234,19 @@ def check_outputs(
     """Find the breed and dog outputs among a model's outputs, and check them against its labels.
 
     `output_shapes` maps each output name to its shape. Outputs are found by the names the model
-    info gives, else by their last dimension: len(labels) for breeds, 1 for dog. Returns
-    {"breeds": name, "dog": name or None}; raises ModelFileError when the labels do not fit.
+    info gives, else by their last dimension: len(labels) for breeds, 1 for dog. The features
+    output is found only by the name the info gives (a vector of any length could be anything).
+    Returns {"breeds": name, "dog": name or None, "features": name or None}; raises
+    ModelFileError when the labels do not fit.
     """
     count = len(info.labels)
+    features = info.features_output if info.features_output in output_shapes else None
+    if info.features_output is not None and features is None:
+        raise ModelFileError(
+            f"{source}: the model info names a features output {info.features_output!r} but the model "
+            f"has no such output (outputs: {', '.join(output_shapes) or 'none'}); re-export it"
+        )
+    output_shapes = {name: shape for name, shape in output_shapes.items() if name != features}
 
     def last_dimension(name: str) -> int | None:
         shape = tuple(output_shapes[name] or ())
@@ -266,4 +280,4 @@ def check_outputs(
             f"{source}: the model info names a dog output {info.dog_output!r} but the model has no "
             f"output of one probability besides the breeds (outputs: {described}); re-export it"
         )
-    return {"breeds": breeds, "dog": dog}
+    return {"breeds": breeds, "dog": dog, "features": features}

@@ -79,9 +79,9 @@ class TagOptions:
 # Every shared option, declared once: the parameter name (a TagOptions field where it is one) -> its decorator.
 OPTIONS: dict[str, Callable] = {
     "model": click.option(
-        "--model", default="accurate", show_default=True, metavar="accurate|fast|FILE",
+        "--model", default="accurate", show_default=True, metavar="accurate|fast|PATH",
         help="A bundled model, `accurate` or `fast` (faster, for a Raspberry Pi), "
-             "or a .tflite / .onnx file made by `dogtag export`."),
+             "or a .tflite / .onnx file made by `dogtag export`, or a folder made by `dogtag learn`."),
     "out": click.option(
         "--out", type=click.Path(dir_okay=False), default=None,
         help="Results file (default: dogtag-results.csv inside each folder)."),

@@ -1,7 +1,8 @@
 """Run an exported Dogtag model on the edge: LiteRT for .tflite files, onnxruntime for .onnx files.
 
 The model takes a batch of uint8 RGB pixels (batch, height, width, 3) and returns breed probabilities
-(batch, len(labels)) and, optionally, the probability that the photo shows a dog (batch, 1). Outputs
+(batch, len(labels)), optionally the probability that the photo shows a dog (batch, 1) and, in files
+that have it, the pooled features the breed head reads (batch, n: the photo's embedding). Outputs
 are found by `model_file.check_outputs` (names from the model info, else the last dimension);
 quantized (uint8/int8) outputs are dequantized with their scale and zero point.
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,15 @@ from dogtag.edge_app.platform_check import unsupported_platform_message
 
 # A runner takes a uint8 pixel batch and returns {output name: float32 array}.
 Runner = Callable[[np.ndarray], dict[str, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """What one model call gives for a batch of n photos."""
+
+    breeds: np.ndarray  # (n, len(labels)) probabilities
+    dog: np.ndarray | None  # (n,) dog probabilities; None for a model without a dog output
+    features: np.ndarray | None  # (n, d) float32 embeddings; None for a model without a features output
 
 
 class Model:
@@ -42,19 +53,29 @@ class Model:
         roles = check_outputs(self.info, {name: value.shape for name, value in probe.items()}, str(self.path))
         self.breeds_output: str = roles["breeds"]
         self.dog_output: str | None = roles["dog"]
+        self.features_output: str | None = roles["features"]
 
     def run(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Breed probabilities (n, len(labels)) and dog probabilities (n,) (None without a dog output)."""
+        outputs = self.run_all(pixels)
+        return outputs.breeds, outputs.dog
+
+    def run_all(self, pixels: np.ndarray) -> Outputs:
+        """Every output of one model call: breeds, dog and features (see Outputs)."""
         pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
         if self.batchable or len(pixels) == 1:
             results = [self._runner(pixels)]
         else:  # a model exported with a fixed batch of 1
             results = [self._runner(pixels[i : i + 1]) for i in range(len(pixels))]
-        breeds = np.concatenate([r[self.breeds_output] for r in results]).reshape(len(pixels), -1)
-        if self.dog_output is None:
-            return breeds, None
-        dog = np.concatenate([r[self.dog_output] for r in results]).reshape(len(pixels))
-        return breeds, dog
+
+        def joined(name: str | None, *shape: int) -> np.ndarray | None:
+            return None if name is None else np.concatenate([r[name] for r in results]).reshape(len(pixels), *shape)
+
+        return Outputs(
+            breeds=joined(self.breeds_output, -1),
+            dog=None if self.dog_output is None else joined(self.dog_output),
+            features=joined(self.features_output, -1),
+        )
 
 
 def dequantize(values: np.ndarray, scale: float, zero_point: int) -> np.ndarray:

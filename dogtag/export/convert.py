@@ -1,8 +1,9 @@
 """Convert a trained Keras model into the model files the edge side runs: TFLite and ONNX.
 
 Every exported model takes raw uint8 RGB pixels, shape (batch, height, width, 3), and returns
-float32 probabilities named "breeds" (batch, len(labels)) and, when the model has one, "dog"
-(batch, 1): the Keras model is wrapped in a uint8 input and a cast before conversion, and its own
+float32 probabilities named "breeds" (batch, len(labels)), when the model has one, "dog"
+(batch, 1), and "features" (batch, n): the pooled vector the breed head reads, the photo's embedding
+that `dogtag learn` fits new heads on (see feature_layer). The Keras model is wrapped in a uint8 input and a cast before conversion, and its own
 preprocessing layers do the rest. The Dogtag model info is embedded in every file (export.metadata).
 
 The formats are listed in export.formats.
@@ -29,7 +30,11 @@ from dogtag.export.metadata import embed_onnx_info, embed_tflite_info
 from dogtag.train import layers as _shipped_layers  # noqa: F401  (registers MirrorImage for load_model)
 
 INPUT_NAME = "pixels"
+FEATURES = "features"
 ONNX_OPSET = 17
+# Dense layers whose input is the photo's embedding, most specific first: transfer runs (head_logits),
+# older transfer runs (breed_head), scratch networks and the tiny test models (breeds).
+HEAD_LAYERS = ("head_logits", "breed_head", "breeds")
 
 
 def load_run(run_dir: str | Path) -> tuple[keras.Model, ModelInfo]:
@@ -62,10 +67,29 @@ def predict_keras(model: keras.Model, info: ModelInfo, pixels: np.ndarray) -> di
     return {role: np.asarray(outputs[i], dtype="float32") for role, i in keras_outputs(model, info).items()}
 
 
-def serving_function(model: keras.Model, info: ModelInfo):
-    """uint8 pixels -> {"breeds", "dog"} probabilities, the function every format is converted from."""
+def feature_layer(model: keras.Model) -> keras.layers.Layer | None:
+    """The breed head's Dense layer (its input is the embedding), or None for a model without one."""
+    for name in HEAD_LAYERS:
+        try:
+            layer = model.get_layer(name)
+        except ValueError:
+            continue
+        if isinstance(layer, keras.layers.Dense):
+            return layer
+    return None
+
+
+def serving_function(model: keras.Model, info: ModelInfo, features: bool = True):
+    """uint8 pixels -> {"breeds", "dog", "features"}, the function every format is converted from.
+
+    "features" only when `features` and the model has a breed head layer (see feature_layer).
+    """
     positions = keras_outputs(model, info)
     height, width = info.input_size
+    head = feature_layer(model) if features else None
+    if head is not None:  # the same graph, with the head's input as one more output
+        model = keras.Model(model.inputs, [*model.outputs, head.input])
+        positions = {**positions, FEATURES: len(model.outputs) - 1}
 
     @tf.function(input_signature=[tf.TensorSpec([None, height, width, 3], tf.uint8, name=INPUT_NAME)])
     def serve(pixels):
@@ -84,7 +108,7 @@ INT8_FLOAT_LAYERS = 3
 
 def to_tflite(
     model: keras.Model, info: ModelInfo, kind: str = "float32", calibration: np.ndarray | None = None,
-    quantized_outputs: bool = False, float_layers: int = INT8_FLOAT_LAYERS,
+    quantized_outputs: bool = False, float_layers: int = INT8_FLOAT_LAYERS, features: bool = True,
 ) -> bytes:
     """Convert to a TFLite flatbuffer; kind is float32, float16, dynamic or int8 (needs calibration).
 
@@ -101,7 +125,7 @@ def to_tflite(
     with tempfile.TemporaryDirectory() as saved_model:
         archive = keras.export.ExportArchive()
         archive.track(model)
-        archive.add_endpoint("serving_default", serving_function(model, info))
+        archive.add_endpoint("serving_default", serving_function(model, info, features))
         archive.write_out(saved_model, verbose=False)
 
         def converter() -> tf.lite.TFLiteConverter:
@@ -153,11 +177,11 @@ def keep_sensitive_layers_float(make_converter, calibration: np.ndarray, count: 
     return selective.get_nondebug_quantized_model()
 
 
-def to_onnx(model: keras.Model, info: ModelInfo) -> onnx.ModelProto:
-    """Convert to ONNX with tf2onnx; input "pixels" (uint8), outputs "breeds" and "dog"."""
+def to_onnx(model: keras.Model, info: ModelInfo, features: bool = True) -> onnx.ModelProto:
+    """Convert to ONNX with tf2onnx; input "pixels" (uint8), outputs "breeds", "dog" and "features"."""
     import tf2onnx
 
-    serve = serving_function(model, info)
+    serve = serving_function(model, info, features)
     proto, _ = tf2onnx.convert.from_function(serve, input_signature=serve.input_signature, opset=ONNX_OPSET)
     return proto
 
@@ -233,7 +257,7 @@ def _depthwise_kernels(model: onnx.ModelProto) -> list[str]:
             and any(attribute.name == "group" and attribute.i > 1 for attribute in node.attribute)]
 
 
-def file_info(info: ModelInfo, export_name: str, has_dog: bool) -> ModelInfo:
+def file_info(info: ModelInfo, export_name: str, has_dog: bool, has_features: bool = False) -> ModelInfo:
     """The model info embedded in one exported file.
 
     model_version gets the export's name appended: quantized weights answer slightly differently,
@@ -246,6 +270,7 @@ def file_info(info: ModelInfo, export_name: str, has_dog: bool) -> ModelInfo:
         model_version=f"{info.model_version}+{export_name}",
         breeds_output="breeds",
         dog_output="dog" if has_dog else None,
+        features_output=FEATURES if has_features else None,
         extra=extra,
     )
 
@@ -260,35 +285,39 @@ def export_files(
     stem: str = "dogtag",
     int8_float_layers: int = INT8_FLOAT_LAYERS,
     onnx_wide_depthwise: int = ONNX_WIDE_DEPTHWISE,
+    features: bool = True,
     log=print,
 ) -> dict[str, Path]:
     """Write `model` in every format to `out_dir` as <stem>_<format>.<ext>; returns name -> path.
 
     With several ONNX calibration methods, onnx_int8 is written once per method and named
-    onnx_int8_<method> (to compare them); with one it is simply onnx_int8.
+    onnx_int8_<method> (to compare them); with one it is simply onnx_int8. `features`: give the
+    files the "features" output where the model has a breed head layer.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     has_dog = "dog" in keras_outputs(model, info)
+    features = features and feature_layer(model) is not None
     methods = list(onnx_calibration)
     written: dict[str, Path] = {}
     float_onnx = None
     for name in parse_formats(formats):
         if name.startswith("tflite_"):
             exports = {name: embed_tflite_info(
-                to_tflite(model, info, name.removeprefix("tflite_"), calibration, float_layers=int8_float_layers),
-                file_info(info, name, has_dog)
+                to_tflite(model, info, name.removeprefix("tflite_"), calibration, float_layers=int8_float_layers,
+                          features=features),
+                file_info(info, name, has_dog, features)
             )}
         else:
-            float_onnx = float_onnx if float_onnx is not None else to_onnx(model, info)
+            float_onnx = float_onnx if float_onnx is not None else to_onnx(model, info, features)
             if name == "onnx_float32":
-                exports = {name: _onnx_bytes(float_onnx, file_info(info, name, has_dog))}
+                exports = {name: _onnx_bytes(float_onnx, file_info(info, name, has_dog, features))}
             else:
                 exports = {}
                 for method in methods:
                     export_name = name if len(methods) == 1 else f"{name}_{method}"
                     quantized = quantize_onnx(float_onnx, calibration, method, wide_depthwise=onnx_wide_depthwise)
-                    exports[export_name] = _onnx_bytes(quantized, file_info(info, export_name, has_dog))
+                    exports[export_name] = _onnx_bytes(quantized, file_info(info, export_name, has_dog, features))
         for export_name, data in exports.items():
             path = out_dir / f"{stem}_{export_name}{FORMATS[name]}"
             path.write_bytes(data)
