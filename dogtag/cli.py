@@ -23,6 +23,7 @@ STAGE_COMMANDS = {
     "export": ("dogtag.export.cli", "export", "Export a trained Keras model to TFLite and ONNX, and verify it."),
     "bench": ("dogtag.benchmarks.cli", "bench", "Measure size, accuracy, speed and memory of every model format."),
     "review": ("dogtag.review.cli", "review", "Open a web page to check and correct the tags, and to add photos."),
+    "learn": ("dogtag.learn.cli", "learn", "Learn from the volunteers' corrections: new labels, fewer mistakes."),
 }
 # The optional packages a command may need, and the extra that installs them (setup.cfg); a command
 # missing one ends with how to install it, not a traceback.

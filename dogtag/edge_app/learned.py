@@ -5,6 +5,7 @@ A learned model is one folder a shelter copies to its Pi as it is:
     learned.json    what it is: format, labels, thresholds, model_version, the base model and the card's facts
     head.npz        the head's arrays (see Head)
     base.tflite     the base model file it runs (or base.onnx), copied so the folder stands alone
+    base.bank.npz   the base's bank of training-photo embeddings, when it has one (dogtag.learn.bank)
     MODEL_CARD.md   for people: what it learned from, and the held-out figures old vs new
 
 The base model gives, in one call, its breed probabilities, its dog probability and the photo's
@@ -193,8 +194,12 @@ def open_model(path: str | os.PathLike, num_threads: int | None = None) -> Model
 
 def save_learned_model(folder: str | os.PathLike, base_file: str | os.PathLike, base_info: ModelInfo,
                        head: Head, labels: tuple[str, ...], thresholds: dict, model_version: str,
-                       learned: dict, card: str) -> Path:
-    """Write a learned model folder (replacing one there), complete or not at all."""
+                       learned: dict, card: str, bank_file: str | os.PathLike | None = None) -> Path:
+    """Write a learned model folder (replacing one there), complete or not at all.
+
+    `bank_file`, the base's bank (dogtag.learn.bank), is kept beside the base file as base.bank.npz,
+    so that learning again from this folder keeps the base's breeds as well.
+    """
     import shutil
     import tempfile
 
@@ -206,6 +211,8 @@ def save_learned_model(folder: str | os.PathLike, base_file: str | os.PathLike, 
     try:
         base_name = f"base{base_file.suffix.lower()}"
         shutil.copyfile(base_file, staging / base_name)
+        if bank_file is not None:
+            shutil.copyfile(bank_file, staging / "base.bank.npz")
         np.savez(staging / HEAD_FILE, **head.arrays())
         document = {"format": LEARNED_FORMAT, "labels": list(labels), "thresholds": thresholds,
                     "model_version": model_version, "learned": learned,
