@@ -120,6 +120,34 @@ def test_a_new_label_corrected_on_the_review_page_is_learned_and_predicted_for_n
     assert document["learned"]["kfold"]["per_label"][NEW_LABEL]["new"] >= 3
 
 
+def test_tagging_again_with_a_learned_model_reads_cached_embeddings_instead_of_decoding(
+        tiny_model, shelter, tmp_path, monkeypatch):
+    for i in range(4):
+        correct(shelter, f"yellow_{i}.png", NEW_LABEL)
+    assert run(shelter, "--out", tmp_path / "learned", "--model", tiny_model).exit_code == 0
+    import dogtag.edge_app.tagging as tagging
+
+    decoded = []
+
+    def load_photo(path, *args, **kwargs):
+        decoded.append(os.path.basename(path))
+        return original(path, *args, **kwargs)
+
+    original = tagging.load_photo
+    monkeypatch.setattr(tagging, "load_photo", load_photo)
+    learned = Classifier(tmp_path / "learned", num_threads=1)
+    tag_folders([shelter], learned, restart=True)
+    first = sorted(decoded)
+    decoded.clear()
+    tag_folders([shelter], learned, restart=True)
+
+    assert "yellow_0.png" not in first, "learning cached the corrected photos"
+    assert "Chihuahua_0.png" in first
+    assert decoded == [], "the first tagging with the learned model cached every photo"
+    rows = {row.path: row for row in read_results(default_results_path(shelter), "csv")[0]}
+    assert rows["yellow_4.png"].breed == NEW_LABEL and rows["yellow_0.png"].breed == NEW_LABEL
+
+
 def test_a_head_worse_on_held_out_corrections_is_refused_and_force_writes_it(tiny_model_without_bank, tmp_path):
     """Volunteers contradict each other: every tint gets each of the three names once. The base
     model is right on a third of them; a head learned from the others is right on none. (Without a

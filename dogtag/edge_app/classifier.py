@@ -16,6 +16,7 @@ be whichever breed comes first in the label list.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,8 +26,9 @@ import numpy as np
 from PIL import Image
 
 from dogtag import models as bundled
+from dogtag.edge_app.embeddings import EmbeddingCache, join, photo_key
 from dogtag.edge_app.images import PhotoError, array_to_image, load_photo, prepare_image
-from dogtag.edge_app.learned import open_model
+from dogtag.edge_app.learned import LearnedModel, open_model
 from dogtag.edge_app.model_file import ModelFileError, ModelInfo
 from dogtag.edge_app.runtime import Outputs
 
@@ -122,6 +124,40 @@ class Classifier:
         self.top_k = max(1, min(top_k, len(self.info.labels)))
         self.min_confidence = self.info.min_confidence if min_confidence is None else min_confidence
         self.min_dog = self.info.min_dog if min_dog is None else min_dog
+        self._cache: EmbeddingCache | None = None
+
+    @property
+    def caches_embeddings(self) -> bool:
+        """Whether tagging reads and fills the embedding cache: learned models do (the cache of their
+        base model, which `dogtag learn` fills), so re-tagging need not decode photos it has seen."""
+        return isinstance(self.model, LearnedModel)
+
+    def _embedding_cache(self) -> EmbeddingCache:
+        if self._cache is None:
+            self._cache = EmbeddingCache(self.model.base_model_version)
+        return self._cache
+
+    def cached_outputs(self, path: str | os.PathLike) -> Outputs | None:
+        """The base model's cached outputs for a photo file (learned models only), or None."""
+        if not self.caches_embeddings:
+            return None
+        try:
+            return self._embedding_cache().get(photo_key(path))
+        except OSError:
+            return None
+
+    def predict_and_cache(self, pixels: np.ndarray, paths: Sequence[str | os.PathLike]) -> list[Prediction]:
+        """Predict prepared pixels of these photo files, caching their embeddings (learned models)."""
+        if not self.caches_embeddings:
+            return self.predict_pixels(pixels)
+        base = self.model.base.run_all(np.ascontiguousarray(pixels, dtype=np.uint8))
+        with contextlib.suppress(OSError):  # a cache that cannot be written (full disk) only costs speed
+            self._embedding_cache().add([photo_key(path) for path in paths], base)
+        return self.predictions(self.model.head.apply(base))
+
+    def predict_cached(self, cached: Sequence[Outputs]) -> list[Prediction]:
+        """Predictions from cached base outputs (see cached_outputs), without decoding the photos."""
+        return self.predictions(self.model.head.apply(join(list(cached), cached[0].dog is not None))) if cached else []
 
     def predict(self, image: ImageLike) -> Prediction:
         """Predict one photo: a path to a photo file, an HxWx3 uint8 array or a PIL image (any mode).

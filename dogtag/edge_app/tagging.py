@@ -66,6 +66,7 @@ from dogtag.edge_app.reviews import (
     sidecar_breed,
     with_review,
 )
+from dogtag.edge_app.runtime import Outputs
 from dogtag.edge_app.walk import find_photos, printable_path
 from dogtag.edge_app.xmp import (
     PHOTO_XMP,
@@ -415,7 +416,10 @@ def _load_all(
     """Decode photos in the pool, in order, keeping at most `window` in flight (bounded memory)."""
     size, resize = classifier.info.input_size, classifier.info.resize
 
-    def load(photo: _Photo) -> tuple[np.ndarray | None, str]:
+    def load(photo: _Photo) -> tuple[np.ndarray | Outputs | None, str]:
+        cached = classifier.cached_outputs(photo.path)  # a learned model: the cached embedding, if any
+        if cached is not None:
+            return cached, ""
         try:
             return load_photo(photo.path, size, resize, max_pixels=max_pixels), ""
         except PhotoError as error:
@@ -456,8 +460,14 @@ def _classify(
 ) -> list[tuple[_Photo, Row]]:
     """Rows for one batch, in order: predictions for decoded photos, error rows for the rest."""
     version = classifier.info.model_version
-    decoded = [pixels for _, pixels, _ in batch if pixels is not None]
-    predictions = iter(classifier.predict_pixels(np.stack(decoded)) if decoded else [])
+    decoded = [(photo, pixels) for photo, pixels, _ in batch if isinstance(pixels, np.ndarray)]
+    cached = [outputs for _, outputs, _ in batch if isinstance(outputs, Outputs)]
+    if decoded and classifier.caches_embeddings:
+        fresh = classifier.predict_and_cache(np.stack([p for _, p in decoded]), [photo.path for photo, _ in decoded])
+    else:
+        fresh = classifier.predict_pixels(np.stack([p for _, p in decoded])) if decoded else []
+    from_cache = iter(classifier.predict_cached(cached))
+    predictions = iter(fresh)
     rows = []
     for photo, pixels, problem in batch:
         mtime = "" if photo.mtime_ns is None else format_mtime(photo.mtime_ns)
@@ -465,7 +475,8 @@ def _classify(
         if pixels is None:
             rows.append((photo, Row(status="error", error=f"{problem}; skipped", **common)))
             continue
-        rows.append((photo, prediction_row(next(predictions), **common)))
+        prediction = next(from_cache) if isinstance(pixels, Outputs) else next(predictions)
+        rows.append((photo, prediction_row(prediction, **common)))
     return rows
 
 

@@ -31,6 +31,7 @@ from dogtag import models as bundled
 from dogtag.edge_app.embeddings import embed_photos
 from dogtag.edge_app.model_file import ModelInfo
 from dogtag.edge_app.runtime import Model, Outputs
+from dogtag.learn.fit import FitOptions, Projection, projection
 
 PER_BREED = 10
 SEED = 0
@@ -45,6 +46,7 @@ class Bank:
     dog: np.ndarray  # (n,)
     labels: np.ndarray  # (n,) int: index into the base model's labels
     source: str  # what it was made from, for the model card
+    space: Projection  # standardisation and PCA basis of its features (fit.projection), computed once
 
 
 def network_version(info: ModelInfo) -> str:
@@ -76,18 +78,23 @@ def find_bank(info: ModelInfo, model_path: str | os.PathLike | None = None,
         with np.load(path) as data:
             if str(data["network"]) == network_version(info) and tuple(data["label_names"]) == info.labels:
                 bank = Bank(data["features"].astype(np.float32), data["breeds"].astype(np.float32),
-                            data["dog"].astype(np.float32), data["labels"].astype(np.int64), str(data["source"]))
+                            data["dog"].astype(np.float32), data["labels"].astype(np.int64), str(data["source"]),
+                            Projection(data["mean"].astype(np.float32), data["scale"].astype(np.float32),
+                                       data["basis"].astype(np.float32)))
                 return bank, path
     return None
 
 
 def write_bank(out: str | os.PathLike, outputs: Outputs, labels: np.ndarray, info: ModelInfo, source: str) -> Path:
-    """Save a bank: the base model's outputs for labelled photos (labels index info.labels)."""
+    """Save a bank: the base model's outputs for labelled photos (labels index info.labels), and the
+    projection that heads are fitted in (fit.projection of its features)."""
+    space = projection(outputs.features, FitOptions().rank)
     np.savez_compressed(
         out, features=outputs.features.astype(np.float16), breeds=outputs.breeds.astype(np.float16),
         dog=(outputs.dog if outputs.dog is not None else np.ones(len(labels))).astype(np.float16),
         labels=np.asarray(labels).astype(np.int16), label_names=np.array(info.labels),
         network=np.array(network_version(info)), source=np.array(source),
+        mean=space.mean, scale=space.scale, basis=space.basis.astype(np.float16),
     )
     return Path(out)
 
