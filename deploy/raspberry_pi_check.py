@@ -25,6 +25,7 @@ import argparse
 import csv
 import hashlib
 import io
+import json
 import os
 import platform
 import shutil
@@ -361,6 +362,17 @@ cp /intake/dogtag-results.csv /out/watch.csv; echo "exit $status"
 """
 
 
+# `dogtag learn` on arm64: two labels of generated photos (forced: a verdict on three photos each is
+# not the point here, running the whole stage without TensorFlow is), then `dogtag tag` with the result.
+LEARN_SCRIPT = (
+    "cd /src && . .venv/bin/activate && mkdir -p /learnset/blob /learnset/noise"
+    " && cp /photos/gradient.jpg /photos/upright.jpg /photos/photo.webp /learnset/blob/"
+    " && cp /photos/kennel/noise-*.png /learnset/noise/"
+    " && DOGTAG_CACHE=/out/cache dogtag learn --labeled /learnset --out /out/learned --model dogtag/models/{model} --force"
+    " && dogtag tag /photos --model /out/learned --out /out/learned.csv; test $? -le 1"
+)
+
+
 def check_arm64(root: Path, photos: Path, out: Path, log) -> tuple[list[Comparison], dict[str, float]]:
     """Install and tag inside the arm64 root, tag here, compare; returns the comparisons and step times."""
     times: dict[str, float] = {}
@@ -388,7 +400,12 @@ def check_arm64(root: Path, photos: Path, out: Path, log) -> tuple[list[Comparis
             continue
         step(f"tag with {model.name}", f"cd /src && . .venv/bin/activate && dogtag tag /photos --model "
              f"dogtag/models/{model.name} --out /out/{model.name}.csv", ok=(0, 1))
-    if tflite:
+    if tflite:  # the learning loop on the base install: --labeled folders in, a learned model out, tag with it
+        step("dogtag learn", LEARN_SCRIPT.format(model=tflite[0].name))
+        learned = json.loads((root / "out" / "learned" / "learned.json").read_text())
+        rows = read_rows(root / "out" / "learned.csv")
+        if learned["labels"][-2:] != ["blob", "noise"] or len(rows) < 3:
+            raise CheckFailed(f"dogtag learn on arm64: labels {learned['labels'][-2:]}, {len(rows)} rows tagged with it")
         step('pip install ".[watch]"', 'cd /src && . .venv/bin/activate && pip install -q ".[watch]"')
         watched = step("dogtag watch, two photos, SIGTERM", WATCH_SCRIPT.format(model=tflite[0].name))
         log_text = (root / "out" / "watch.log").read_text(errors="replace")
