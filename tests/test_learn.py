@@ -313,3 +313,26 @@ def test_nothing_to_learn_says_what_to_do(tiny_model, shelter, tmp_path):
 
     assert result.exit_code == 3
     assert "no corrections (review the photos first" in result.output
+
+
+def test_the_review_page_runs_on_a_learned_model_and_knows_its_new_label(tiny_model, shelter, tmp_path):
+    pytest.importorskip("fastapi", reason="the review page needs the review extra")
+    from fastapi.testclient import TestClient
+
+    from dogtag.review.server import Options, ReviewServer
+
+    for i in range(4):
+        correct(shelter, f"yellow_{i}.png", NEW_LABEL)
+    assert run(shelter, "--out", tmp_path / "learned", "--model", tiny_model).exit_code == 0
+    tag_folders([shelter], Classifier(tmp_path / "learned", num_threads=1), restart=True)
+    server = ReviewServer(Options(folders=[str(shelter)], port=0, model=str(tmp_path / "learned"),
+                                  cache=str(tmp_path / "thumbs")))
+    try:
+        client = TestClient(server.app, base_url="http://127.0.0.1:8765")
+        response = client.post("/api/reviews", json={"path": "yellow_4.png", "reviewed_breed": NEW_LABEL})
+    finally:
+        server.socket.close()
+
+    assert response.status_code == 200, response.text
+    log = (shelter / "dogtag-results.reviews.jsonl").read_text().splitlines()
+    assert json.loads(log[-1])["kind"] == "breed", "the learned model's own label is a breed now"

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dogtag.edge_app.model_file import ModelFileError, ModelInfo
+from dogtag.edge_app.model_file import ModelFileError, ModelInfo, read_model_info
 from dogtag.edge_app.runtime import Model, Outputs
 
 LEARNED_FORMAT = "dogtag-learned/1"
@@ -138,18 +138,42 @@ def is_learned_model(path: str | os.PathLike) -> bool:
     return (Path(path) / LEARNED_FILE).is_file()
 
 
+def _read_document(folder: Path) -> dict:
+    try:
+        document = json.loads((folder / LEARNED_FILE).read_text(encoding="utf-8"))
+        if document.get("format") != LEARNED_FORMAT:
+            raise ValueError(f"not in the {LEARNED_FORMAT} format")
+        return document
+    except (OSError, ValueError, json.JSONDecodeError) as error:
+        raise ModelFileError(f"{folder}: not a usable learned model ({error}); run `dogtag learn` again") from error
+
+
+def _info(folder: Path, document: dict, base: ModelInfo) -> ModelInfo:
+    thresholds = document["thresholds"]
+    return learned_model_info(base, tuple(document["labels"]), float(thresholds["min_confidence"]),
+                              float(thresholds["min_dog"]), str(document["model_version"]),
+                              {"learned": document.get("learned", {})})
+
+
+def read_info(path: str | os.PathLike) -> ModelInfo:
+    """The model info of a model file or a learned model's folder, without loading a runtime."""
+    path = Path(path)
+    if not is_learned_model(path):
+        return read_model_info(path)
+    document = _read_document(path)
+    return _info(path, document, read_model_info(path / document["base"]["file"]))
+
+
 class LearnedModel:
     """A learned model folder, opened: the same face as runtime.Model (info, run, run_all)."""
 
     def __init__(self, folder: str | os.PathLike, num_threads: int | None = None):
         self.path = Path(folder)
+        document = _read_document(self.path)
         try:
-            document = json.loads((self.path / LEARNED_FILE).read_text(encoding="utf-8"))
-            if document.get("format") != LEARNED_FORMAT:
-                raise ValueError(f"not in the {LEARNED_FORMAT} format")
             with np.load(self.path / HEAD_FILE) as arrays:
                 self.head = Head.from_arrays(arrays)
-        except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as error:
+        except (OSError, ValueError, KeyError, TypeError) as error:
             raise ModelFileError(f"{self.path}: not a usable learned model ({error}); run `dogtag learn` again") from error
         self.base = Model(self.path / document["base"]["file"], num_threads=num_threads)
         if self.base.features_output is None:
@@ -160,11 +184,8 @@ class LearnedModel:
         labels = tuple(document["labels"])
         if len(labels) != self.head.labels or tuple(labels[: self.head.base_labels]) != self.base.info.labels:
             raise ModelFileError(f"{self.path}: its labels do not fit its head; run `dogtag learn` again")
-        thresholds = document["thresholds"]
         self.document = document
-        self.info = learned_model_info(self.base.info, labels, float(thresholds["min_confidence"]),
-                                       float(thresholds["min_dog"]), str(document["model_version"]),
-                                       {"learned": document.get("learned", {})})
+        self.info = _info(self.path, document, self.base.info)
         self.runtime, self.batchable = self.base.runtime, self.base.batchable
 
     @property

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from dogtag.edge_app.classifier import Classifier, resolve_model
 from dogtag.edge_app.images import DEFAULT_MAX_PIXELS
-from dogtag.edge_app.model_file import read_model_info
+from dogtag.edge_app.learned import read_info
 from dogtag.edge_app.options import TagOptions
 from dogtag.review.jobs import Progress, Tagger
 from dogtag.review.library import Library
@@ -73,8 +73,8 @@ class ReviewServer:
             if inside(folder, cache) and not _hidden_below(folder, cache):
                 raise SetupError(f"{cache}: the thumbnail cache must not be inside the photo folder {folder}; "
                                  "choose another with --cache")
-        model = resolve_model(options.model)  # accurate (the default), fast, or a file
-        labels = read_model_info(model).labels
+        model = resolve_model(options.model)  # accurate (the default), fast, a file or a learned model's folder
+        labels = read_info(model).labels
         self.library = Library(folders, options.results, labels=labels, xmp=options.xmp)
         tagging = replace(options.tag_options(), model=str(model))
         self.tagger = Tagger(self.library, tagging.classifier, cache, tagging)
