@@ -22,6 +22,7 @@ from dogtag.cli import main
 from dogtag.edge_app.classifier import Classifier
 from dogtag.edge_app.learned import LEARNED_FILE
 from dogtag.edge_app.model_file import ModelFileError, read_model_info
+from dogtag.edge_app.options import TagOptions
 from dogtag.edge_app.results import default_results_path, read_results
 from dogtag.edge_app.reviews import Review, append_review, reviews_path
 from dogtag.edge_app.runtime import Model
@@ -108,7 +109,7 @@ def test_a_new_label_corrected_on_the_review_page_is_learned_and_predicted_for_n
     assert learned.predict(new_yellow).breed == NEW_LABEL
     assert learned.predict(new_red).breed == TINY_LABELS[0], "what the model knew is kept"
     # Tagging again with the learned model: the fifth yellow photo, never corrected, gets the new label.
-    summary = tag_folders([shelter], learned, restart=True)
+    summary = tag_folders([shelter], learned, TagOptions(restart=True))
     rows = {row.path: row for row in read_results(default_results_path(shelter), "csv")[0]}
     assert summary.failed == 0
     assert rows["yellow_4.png"].breed == NEW_LABEL
@@ -136,10 +137,10 @@ def test_tagging_again_with_a_learned_model_reads_cached_embeddings_instead_of_d
     original = tagging.load_photo
     monkeypatch.setattr(tagging, "load_photo", load_photo)
     learned = Classifier(tmp_path / "learned", num_threads=1)
-    tag_folders([shelter], learned, restart=True)
+    tag_folders([shelter], learned, TagOptions(restart=True))
     first = sorted(decoded)
     decoded.clear()
-    tag_folders([shelter], learned, restart=True)
+    tag_folders([shelter], learned, TagOptions(restart=True))
 
     assert "yellow_0.png" not in first, "learning cached the corrected photos"
     assert "Chihuahua_0.png" in first
@@ -324,7 +325,7 @@ def test_the_review_page_runs_on_a_learned_model_and_knows_its_new_label(tiny_mo
     for i in range(4):
         correct(shelter, f"yellow_{i}.png", NEW_LABEL)
     assert run(shelter, "--out", tmp_path / "learned", "--model", tiny_model).exit_code == 0
-    tag_folders([shelter], Classifier(tmp_path / "learned", num_threads=1), restart=True)
+    tag_folders([shelter], Classifier(tmp_path / "learned", num_threads=1), TagOptions(restart=True))
     server = ReviewServer(Options(folders=[str(shelter)], port=0, model=str(tmp_path / "learned"),
                                   cache=str(tmp_path / "thumbs")))
     try:

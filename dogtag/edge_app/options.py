@@ -47,7 +47,7 @@ class TagOptions:
     written. Defaults are those of `dogtag tag`.
     """
 
-    model: str | None = None  # accurate (the default), fast, or a .tflite / .onnx file
+    model: str | None = None  # accurate (the default), fast, a .tflite / .onnx file or a learned model folder
     top_k: int = DEFAULT_TOP_K
     min_confidence: float | None = None  # None: the model's own threshold
     min_dog: float | None = None

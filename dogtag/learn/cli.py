@@ -6,8 +6,8 @@ import sys
 
 import click
 
-from dogtag.edge_app.cli import CannotRun, model_option, runtime_info_hidden
 from dogtag.edge_app.model_file import ModelFileError
+from dogtag.edge_app.options import CannotRun, runtime_info_hidden, shared_options
 from dogtag.learn.card import found_lines, kfold_table
 from dogtag.learn.run import NothingToLearn
 from dogtag.learn.run import learn as learn_from
@@ -21,7 +21,7 @@ EXIT_REFUSED = 4
 @click.option("--labeled", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="A folder with one sub-folder of photos per label (a shelter's archive sorted by breed); repeatable.")
 @click.option("--out", required=True, type=click.Path(), help="The learned model folder to write.")
-@model_option
+@shared_options("model")
 @click.option("--force", is_flag=True, help="Write the learned model even if it is worse on held-out photos.")
 @click.option("--folds", type=click.IntRange(2), default=5, show_default=True,
               help="Held-out check: each photo is judged by a model learned without its fold.")
