@@ -337,3 +337,41 @@ def test_the_review_page_runs_on_a_learned_model_and_knows_its_new_label(tiny_mo
     assert response.status_code == 200, response.text
     log = (shelter / "dogtag-results.reviews.jsonl").read_text().splitlines()
     assert json.loads(log[-1])["kind"] == "breed", "the learned model's own label is a breed now"
+
+
+def test_learn_from_the_review_page_switches_to_the_learned_model_and_keeps_the_volunteers_answers(
+        tiny_model, shelter, tmp_path):
+    pytest.importorskip("fastapi", reason="the review page needs the review extra")
+    from fastapi.testclient import TestClient
+
+    from dogtag.review.server import Options, ReviewServer
+
+    tag_folders([shelter], Classifier(tiny_model, num_threads=1))
+    server = ReviewServer(Options(folders=[str(shelter)], port=0, model=str(tiny_model), cache=str(tmp_path / "thumbs")))
+    try:
+        client = TestClient(server.app, base_url="http://127.0.0.1:8765")
+        assert client.get("/api/learn").json()["corrections"] == 0
+        for i in range(4):
+            client.post("/api/reviews", json={"path": f"yellow_{i}.png", "reviewed_breed": NEW_LABEL})
+        client.post("/api/reviews", json={"path": "Chihuahua_1.png", "reviewed_breed": "Japanese spaniel"})
+        assert client.get("/api/learn").json()["corrections"] == 5
+
+        started = client.post("/api/learn", json={})
+        server.learner.thread.join()
+        status = client.get("/api/learn").json()
+        items = {item["path"]: item for item in client.get("/api/photos", params={"limit": 500}).json()["items"]}
+        again = client.post("/api/reviews", json={"path": "yellow_4.png", "reviewed_breed": NEW_LABEL})
+    finally:
+        server.socket.close()
+
+    assert started.status_code == 202, started.text
+    assert status["state"] == "done", status
+    assert (status["photos"], status["before"], status["after"]) == (5, 0, 4)
+    assert status["current_model"] == status["model"] == str(shelter / "dogtag-learned-model")
+    assert items["yellow_4.png"]["breed"] == NEW_LABEL, "rows are scored again by the learned model"
+    assert "learned" in items["yellow_4.png"]["model_version"]
+    assert items["Chihuahua_1.png"]["reviewed_breed"] == "Japanese spaniel", "the volunteer's answer is kept"
+    assert items["yellow_0.png"]["reviewed_breed"] == NEW_LABEL
+    assert again.json()["item"]["reviewed_breed"] == NEW_LABEL
+    log = (shelter / "dogtag-results.reviews.jsonl").read_text().splitlines()
+    assert json.loads(log[-1])["kind"] == "breed", "the page now knows the learned label"

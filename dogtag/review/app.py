@@ -9,6 +9,9 @@
     POST /api/photos                          add photos (multipart field `files`): kept in the intake
                                               folder, tagged at once, returned as rows
     POST /api/predict                         the breeds of one photo (multipart field `photo`), not kept
+    GET  /api/learn                           corrections to learn from, and the last learning job's progress
+    POST /api/learn                           learn from the corrections in the background ({force}), then
+                                              switch to the learned model and score every row again
     GET  /api/address.svg                     the QR code of the network address (with its token), for phones
     GET  /docs, /redoc, /openapi.json         the OpenAPI pages (their scripts served from here: work offline)
 
@@ -42,6 +45,7 @@ from dogtag.edge_app.results import ResultsFileError, format_row, prediction_row
 from dogtag.edge_app.reviews import MIXED_BREED, NOT_A_DOG, ReviewsFileError
 from dogtag.edge_app.tagging import TaggingError
 from dogtag.review.jobs import Tagger
+from dogtag.review.learning import Learner
 from dogtag.review.library import FILTERS, Forbidden, Library, NotFound
 from dogtag.review.qr import qr_svg
 from dogtag.review.security import TOKEN_COOKIE, host_allowed, same_origin, token_matches
@@ -80,8 +84,10 @@ class ReviewIn(BaseModel):
     reviewed_by: str = Field("", description="Who reviewed it (written into the results file)")
 
 
-def create_app(library: Library, tagger: Tagger, settings: Settings, classifier: Callable[[], Classifier]) -> FastAPI:
-    """The FastAPI app over a library of tagged folders; `classifier` opens the model for /api/predict."""
+def create_app(library: Library, tagger: Tagger, settings: Settings, classifier: Callable[[], Classifier],
+               learner: Learner | None = None) -> FastAPI:
+    """The FastAPI app over a library of tagged folders; `classifier` opens the model for /api/predict,
+    `learner` runs "Learn from N corrections" (review.learning)."""
     # FastAPIOffline: FastAPI whose /docs and /redoc load their scripts from this server, not from a CDN.
     app = FastAPIOffline(title="Dogtag review", version=__version__, description=__doc__.split("\n\n")[0])
     app.middleware("http")(guard(settings))
@@ -93,7 +99,32 @@ def create_app(library: Library, tagger: Tagger, settings: Settings, classifier:
     app.include_router(upload_routes(library, tagger, settings))
     app.include_router(predict_routes(settings, classifier))
     app.include_router(address_routes(settings))
+    if learner is not None:
+        app.include_router(learn_routes(learner))
     return app
+
+
+class LearnIn(BaseModel):
+    """Start learning from the corrections."""
+
+    force: bool = Field(False, description="Switch to the learned model even if it is worse on held-out photos")
+
+
+def learn_routes(learner: Learner) -> APIRouter:
+    """Learning from the corrections, in the background."""
+    router = APIRouter()
+
+    @router.get("/api/learn", summary="Corrections to learn from, and the progress of the last learning job")
+    def learn_status() -> dict:
+        return learner.status()
+
+    @router.post("/api/learn", summary="Learn from the corrections, then switch to the learned model", status_code=202)
+    def start_learning(request: LearnIn) -> dict:
+        if learner.start(force=request.force) is None:
+            raise HTTPException(409, "a learning job is already running")
+        return learner.status()
+
+    return router
 
 
 def guard(settings: Settings) -> Callable:

@@ -18,6 +18,7 @@ from dogtag.edge_app.images import DEFAULT_MAX_PIXELS
 from dogtag.edge_app.learned import read_info
 from dogtag.edge_app.options import TagOptions
 from dogtag.review.jobs import Progress, Tagger
+from dogtag.review.learning import Learner
 from dogtag.review.library import Library
 from dogtag.review.security import allowed_host_names, inside, is_loopback, kept_token, new_token, token_file
 from dogtag.review.thumbnails import default_cache_folder
@@ -91,7 +92,8 @@ class ReviewServer:
             allowed_hosts=allowed_host_names(options.host, options.allow_host), intake=intake, cache=cache,
             max_pixels=options.max_pixels, address=self.url if self.require_token else "",
         )
-        self.app = create_app(self.library, self.tagger, settings, lambda: Classifier(model, num_threads=1))
+        self.learner = Learner(self.library, self.tagger)
+        self.app = create_app(self.library, self.tagger, settings, lambda: Classifier(model, num_threads=1), self.learner)
         # log_config=None: uvicorn's own dictConfig would close every logging handler of the process
         # (pytest's among them); its warnings still reach stderr through Python's last-resort handler.
         self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", access_log=False, log_config=None))
