@@ -776,16 +776,66 @@ async function watchStatus() {
   }
   const tagging = status.tagging;
   const box = $("#progress");
-  box.hidden = tagging.state !== "tagging" && tagging.state !== "failed";
-  box.classList.toggle("bad", tagging.state === "failed");
+  const learning = state.learning === "learning" || state.learning === "rescoring";  // the bar is learning's
+  box.hidden = !learning && tagging.state !== "tagging" && tagging.state !== "failed";
+  if (!learning) box.classList.toggle("bad", tagging.state === "failed");
   const share = tagging.total ? tagging.done / tagging.total : 0;
-  $(".fill", box).style.width = `${Math.round(share * 100)}%`;
-  $(".text", box).textContent = tagging.state === "failed" ? `Tagging stopped: ${tagging.message}` :
+  if (!learning) $(".fill", box).style.width = `${Math.round(share * 100)}%`;
+  if (!learning) $(".text", box).textContent = tagging.state === "failed" ? `Tagging stopped: ${tagging.message}` :
     `Tagging ${tagging.folder}: ${tagging.done} of ${tagging.total} photos (${Math.round(share * 100)}%)`;
   if (state.tagging === "tagging" && tagging.state !== "tagging") reload();
   state.tagging = tagging.state;
   showProblems(status.problems);
   setTimeout(watchStatus, tagging.state === "tagging" ? 700 : 5000);
+}
+
+// ---- learning from the corrections -------------------------------------------------------------
+
+async function startLearning() {
+  const count = state.corrections || 0;
+  if (!confirm(`Learn from ${count} corrections? The model is checked on held-out photos first; the page then uses it.`)) return;
+  try {
+    await api("/api/learn", { method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" });
+    watchLearning();
+  } catch (error) {
+    notice(`Learning did not start: ${error.message}`, true);
+  }
+}
+
+async function watchLearning() {
+  let learning;
+  try {
+    learning = await api("/api/learn");
+  } catch {
+    setTimeout(watchLearning, 10000);
+    return;
+  }
+  state.corrections = learning.corrections;
+  const button = $("#learn");
+  const busy = learning.state === "learning" || learning.state === "rescoring";
+  button.hidden = !learning.corrections && !busy;
+  button.disabled = busy;
+  button.textContent = busy ? "Learning..." : `Learn from ${learning.corrections} corrections`;
+  const box = $("#progress");
+  if (busy) {
+    box.hidden = false;
+    const share = learning.total ? learning.done / learning.total : 0;
+    $(".fill", box).style.width = `${Math.round(share * 100)}%`;
+    $(".text", box).textContent = `Learning (${learning.stage}): ${learning.done} of ${learning.total}`;
+  } else if (state.learning === "learning" || state.learning === "rescoring") {
+    box.hidden = true;
+    const figures = `right on ${learning.after} of ${learning.photos} held-out corrections (before: ${learning.before})`;
+    if (learning.state === "done") {
+      notice(`Learned: ${figures}. The page now uses ${learning.model}.`);
+      state.labels = [];
+      reload();
+    } else {
+      notice(learning.state === "refused" ? `Not used, it would be worse: ${learning.message}` :
+        `Learning stopped: ${learning.message}`, true);
+    }
+  }
+  state.learning = learning.state;
+  setTimeout(watchLearning, busy ? 700 : 5000);
 }
 
 // ---- start --------------------------------------------------------------------------------------
@@ -821,10 +871,12 @@ function start() {
     input.addEventListener("change", () => { upload(input.files); input.value = ""; });
   }
   $("#help-button").addEventListener("click", () => $("#help").showModal());
+  $("#learn").addEventListener("click", startLearning);
   watchDrops();
   new IntersectionObserver((entries) => { if (entries.some((e) => e.isIntersecting)) loadMore(); },
     { rootMargin: "600px" }).observe($("#more"));
   watchStatus();
+  watchLearning();
   loadMore();
 }
 
