@@ -375,3 +375,16 @@ def test_learn_from_the_review_page_switches_to_the_learned_model_and_keeps_the_
     assert again.json()["item"]["reviewed_breed"] == NEW_LABEL
     log = (shelter / "dogtag-results.reviews.jsonl").read_text().splitlines()
     assert json.loads(log[-1])["kind"] == "breed", "the page now knows the learned label"
+
+
+@pytest.mark.parametrize("name", ["accurate", "fast"])
+def test_the_bundled_models_give_their_embedding_and_a_bank_to_learn_with(name, tmp_path):
+    from dogtag import models
+    from dogtag.learn.bank import find_bank
+
+    for path in models.bundled_files(name):
+        model = Model(path, num_threads=1)
+        outputs = model.run_all(np.zeros((1, *model.info.input_size, 3), np.uint8))
+        assert model.features_output == "features" and outputs.features.shape == (1, 1280)
+        bank, _ = find_bank(model.info, path)
+        assert bank.features.shape == (1200, 1280) and sorted(set(bank.labels.tolist())) == list(range(120))
