@@ -388,3 +388,16 @@ def test_the_bundled_models_give_their_embedding_and_a_bank_to_learn_with(name, 
         assert model.features_output == "features" and outputs.features.shape == (1, 1280)
         bank, _ = find_bank(model.info, path)
         assert bank.features.shape == (1200, 1280) and sorted(set(bank.labels.tolist())) == list(range(120))
+
+
+def test_another_base_model_never_reads_the_embeddings_of_this_one(tiny_model, shelter, own_cache):
+    from dogtag.edge_app.embeddings import EmbeddingCache, embed_photos
+
+    photos = [shelter / "yellow_0.png", shelter / "yellow_1.png"]
+    model = Model(tiny_model, num_threads=1)
+    first = embed_photos(model, photos, EmbeddingCache(model.info.model_version))
+    same = embed_photos(model, photos, EmbeddingCache(model.info.model_version))
+    other = embed_photos(model, photos, EmbeddingCache("another-model+tflite_int8"))
+
+    assert (first.computed, same.computed, other.computed) == (2, 0, 2)
+    assert np.array_equal(first.outputs.features, same.outputs.features)

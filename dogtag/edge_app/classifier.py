@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from dogtag import models as bundled
-from dogtag.edge_app.embeddings import EmbeddingCache, join, photo_key
+from dogtag.edge_app.embeddings import EmbeddingCache, as_stored, join, photo_key
 from dogtag.edge_app.images import PhotoError, array_to_image, load_photo, prepare_image
 from dogtag.edge_app.learned import LearnedModel, open_model
 from dogtag.edge_app.model_file import ModelFileError, ModelInfo
@@ -150,7 +150,7 @@ class Classifier:
         """Predict prepared pixels of these photo files, caching their embeddings (learned models)."""
         if not self.caches_embeddings:
             return self.predict_pixels(pixels)
-        base = self.model.base.run_all(np.ascontiguousarray(pixels, dtype=np.uint8))
+        base = as_stored(self.model.base.run_all(np.ascontiguousarray(pixels, dtype=np.uint8)))
         with contextlib.suppress(OSError):  # a cache that cannot be written (full disk) only costs speed
             self._embedding_cache().add([photo_key(path) for path in paths], base)
         return self.predictions(self.model.head.apply(base))

@@ -117,6 +117,12 @@ class EmbeddingCache:
             raise
 
 
+def as_stored(outputs: Outputs) -> Outputs:
+    """The outputs as the cache keeps them (features rounded to float16), so that a photo gives the
+    same answer whether its embedding was just computed or read back from the cache."""
+    return Outputs(outputs.breeds, outputs.dog, outputs.features.astype(np.float16).astype(np.float32))
+
+
 def embed_photos(
     model: Model, photos: list[str | os.PathLike], cache: EmbeddingCache | None,
     progress: Callable[[int, int], None] | None = None, max_pixels: int | None = None,
@@ -160,7 +166,7 @@ def embed_photos(
             except PhotoError as error:
                 failed[os.fspath(photos[index])] = str(error)
         if batch:
-            outputs = model.run_all(np.stack(pixels))
+            outputs = as_stored(model.run_all(np.stack(pixels)))
             if cache is not None:
                 cache.add([key for _, key in batch], outputs)
             for row, (index, _) in enumerate(batch):

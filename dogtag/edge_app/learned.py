@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dogtag.edge_app.embeddings import as_stored
 from dogtag.edge_app.model_file import ModelFileError, ModelInfo, read_model_info
 from dogtag.edge_app.runtime import Model, Outputs
 
@@ -155,6 +156,12 @@ def _info(folder: Path, document: dict, base: ModelInfo) -> ModelInfo:
                               {"learned": document.get("learned", {})})
 
 
+def base_file(folder: str | os.PathLike) -> Path:
+    """The base model file inside a learned model's folder (read from learned.json, nothing loaded)."""
+    folder = Path(folder)
+    return folder / _read_document(folder)["base"]["file"]
+
+
 def read_info(path: str | os.PathLike) -> ModelInfo:
     """The model info of a model file or a learned model's folder, without loading a runtime."""
     path = Path(path)
@@ -199,8 +206,9 @@ class LearnedModel:
         return outputs.breeds, outputs.dog
 
     def run_all(self, pixels: np.ndarray) -> Outputs:
-        """Every output of one base model call, through the head."""
-        return self.head.apply(self.base.run_all(pixels))
+        """Every output of one base model call, through the head (features as the cache keeps them, so
+        that predict and tagging from cached embeddings agree to the last digit)."""
+        return self.head.apply(as_stored(self.base.run_all(pixels)))
 
 
 def open_model(path: str | os.PathLike, num_threads: int | None = None) -> Model | LearnedModel:

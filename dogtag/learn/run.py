@@ -24,7 +24,7 @@ import numpy as np
 
 from dogtag.edge_app.classifier import resolve_model
 from dogtag.edge_app.embeddings import EmbeddingCache, embed_photos
-from dogtag.edge_app.learned import LEARNED_FILE, LearnedModel, is_learned_model, save_learned_model
+from dogtag.edge_app.learned import LEARNED_FILE, base_file, is_learned_model, save_learned_model
 from dogtag.edge_app.model_file import ModelFileError
 from dogtag.edge_app.reviews import NOT_A_DOG
 from dogtag.edge_app.runtime import Model, Outputs
@@ -74,9 +74,7 @@ class LearnReport:
 def base_model_path(model: str | os.PathLike | None) -> Path:
     """The model file a learned model is fitted on: a bundled name, a file, or a learned model's base."""
     path = resolve_model(model)
-    if is_learned_model(path):
-        return LearnedModel(path).base.path
-    return path
+    return base_file(path) if is_learned_model(path) else path
 
 
 def learn(
