@@ -74,8 +74,11 @@ class EmbeddingCache:
         for chunk in chunks:  # in name order, which is time order: a later entry wins
             try:
                 with np.load(chunk) as data:
-                    for i, key in enumerate(data["keys"]):
-                        self.rows[str(key)] = (data["features"][i], data["breeds"][i], data["dog"][i])
+                    # each data[name] reads the whole array again: once per chunk, not once per row
+                    # (per row, a merged chunk of n photos took n times its size in memory)
+                    keys, features, breeds, dog = data["keys"], data["features"], data["breeds"], data["dog"]
+                for i, key in enumerate(keys):
+                    self.rows[str(key)] = (features[i], breeds[i], dog[i])
             except (OSError, ValueError, KeyError):
                 continue  # unreadable (another program's file, a disk error): its photos are computed again
         if len(chunks) > MERGE_ABOVE:
