@@ -39,7 +39,12 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import click
-import numpy as np
+
+# numpy's BLAS on one thread, as the dogtag command sets it (dogtag/cli.py): hundreds of small head
+# fits run here, where OpenBLAS's threads spin for more than they give. Before numpy is imported.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
 
 from dogtag.benchmarks.fresh_process import DOGTAG, python_command, run_fresh
 from dogtag.benchmarks.machine import describe_machine, load_average
