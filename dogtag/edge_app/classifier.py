@@ -12,6 +12,11 @@ one rule every stage uses (`statuses`): `not_a_dog` when the dog probability is 
 `unsure` when the best breed's probability is below min_confidence, else `dog`. Its top_k lists the best breed and the next
 ones down to MIN_ALTERNATIVE: an alternative the model gives almost nothing says nothing, and would
 be whichever breed comes first in the label list.
+
+Breeds are named as shelters write them ("Cairn Terrier", not Stanford's "cairn"), with Stanford's
+synset id beside the name (`breed_id`), and breeds merged on evidence answer as one (see `breeds`);
+`names="stanford"` gives the model's own labels instead. When the best two breeds are siblings told
+apart mostly by pedigree (Lhasa Apso / Shih Tzu), `siblings` names them.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import numpy as np
 from PIL import Image
 
 from dogtag import models as bundled
+from dogtag.edge_app.breeds import DEFAULT_NAMING, LabelMap, are_siblings, label_map, model_breed_ids
 from dogtag.edge_app.embeddings import EmbeddingCache, as_stored, join, photo_key
 from dogtag.edge_app.images import PhotoError, array_to_image, load_photo, prepare_image
 from dogtag.edge_app.learned import LearnedModel, open_model
@@ -49,6 +55,8 @@ class Prediction:
     top_k: tuple[tuple[str, float], ...]  # (breed, probability), best first; alternatives >= MIN_ALTERNATIVE
     dog_probability: float | None
     status: str
+    breed_id: str = ""  # Stanford's synset id of the breed (n02110185); "" for a label without one
+    siblings: tuple[str, ...] = ()  # the best two breeds, when they are siblings told apart mostly by pedigree
 
 
 def statuses(
@@ -108,6 +116,7 @@ class Classifier:
 
     `model` is a bundled model's name, "accurate" (the default) or "fast", a .tflite / .onnx file,
     or a learned model's folder (written by `dogtag learn`).
+    `names` is "display" (names as shelters write them, look-alike labels merged) or "stanford".
     """
 
     def __init__(
@@ -118,10 +127,14 @@ class Classifier:
         min_confidence: float | None = None,
         min_dog: float | None = None,
         num_threads: int | None = None,
+        names: str = DEFAULT_NAMING,
     ):
         self.model = open_model(resolve_model(model), num_threads=num_threads)
         self.info: ModelInfo = self.model.info
-        self.top_k = max(1, min(top_k, len(self.info.labels)))
+        self.names = names
+        self.label_map: LabelMap = label_map(
+            self.info.labels, model_breed_ids(self.info.labels, self.info.extra.get("wnids")), names)
+        self.top_k = max(1, min(top_k, len(self.labels)))
         self.min_confidence = self.info.min_confidence if min_confidence is None else min_confidence
         self.min_dog = self.info.min_dog if min_dog is None else min_dog
         self._cache: EmbeddingCache | None = None
@@ -158,6 +171,16 @@ class Classifier:
     def predict_cached(self, cached: Sequence[Outputs]) -> list[Prediction]:
         """Predictions from cached base outputs (see cached_outputs), without decoding the photos."""
         return self.predictions(self.model.head.apply(join(list(cached), cached[0].dog is not None))) if cached else []
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The breeds this classifier answers with, under its naming (merged breeds once)."""
+        return self.label_map.labels
+
+    @property
+    def breed_ids(self) -> tuple[str, ...]:
+        """The synset id of each of `labels` ("" for a label without one)."""
+        return self.label_map.breed_ids
 
     def predict(self, image: ImageLike) -> Prediction:
         """Predict one photo: a path to a photo file, an HxWx3 uint8 array or a PIL image (any mode).
@@ -217,10 +240,14 @@ class Classifier:
         return photo_status(confidence, dog_probability, self.min_confidence, self.min_dog)
 
     def _prediction(self, probabilities: np.ndarray, dog_probability: float | None) -> Prediction:
-        best = np.argsort(-probabilities, kind="stable")[: self.top_k]
+        probabilities = self.label_map.merge(probabilities[None])[0]  # the model's outputs -> this naming's labels
+        order = np.argsort(-probabilities, kind="stable")
         top_k = tuple(
-            (self.info.labels[i], float(probabilities[i]))
-            for rank, i in enumerate(best) if rank == 0 or probabilities[i] >= MIN_ALTERNATIVE
+            (self.labels[i], float(probabilities[i]))
+            for rank, i in enumerate(order[: self.top_k]) if rank == 0 or probabilities[i] >= MIN_ALTERNATIVE
         )
         breed, confidence = top_k[0]
-        return Prediction(breed, confidence, top_k, dog_probability, self.status(confidence, dog_probability))
+        first, second = (self.breed_ids[i] or self.labels[i] for i in order[:2])
+        siblings = (self.labels[order[0]], self.labels[order[1]]) if are_siblings(first, second) else ()
+        return Prediction(breed, confidence, top_k, dog_probability, self.status(confidence, dog_probability),
+                          self.breed_ids[order[0]], siblings)

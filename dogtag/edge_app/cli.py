@@ -50,7 +50,7 @@ MAX_ERRORS_SHOWN = 20
 @click.command(epilog=EXIT_CODES_HELP)
 @click.argument("folders", nargs=-1, required=True, type=click.Path())
 @shared_options("model", "out", "fmt", "top_k", "min_confidence", "min_dog", "xmp", "xmp_name", "sort_into",
-                "recursive", "restart", "retry_errors", "batch_size", "workers", "threads", "max_pixels")
+                "recursive", "restart", "retry_errors", "batch_size", "workers", "threads", "max_pixels", "names")
 def tag(folders, **params) -> None:
     """Tag every photo in FOLDERS with the breed of the dog.
 
@@ -116,7 +116,7 @@ def top_k_note(summary: Summary, top_k: int, given: bool) -> str:
 
 @click.command(epilog="\b\nExit codes: 0 all photos read; 1 some could not be read; 3 no usable model.")
 @click.argument("photos", nargs=-1, required=True, type=click.Path())
-@shared_options("model", "top_k", "threads", "max_pixels")
+@shared_options("model", "top_k", "threads", "max_pixels", "names")
 def predict(photos, **params) -> None:
     """Print the most probable breeds of a few PHOTOS."""
     options = TagOptions.from_params(params)
@@ -154,7 +154,15 @@ def describe_prediction(name: str, prediction: Prediction, classifier: Classifie
     width = max(len(breed) for breed, _ in prediction.top_k)
     lines += [f"  {rank}. {breed:<{width}}  {probability:6.1%}"
               for rank, (breed, probability) in enumerate(prediction.top_k, 1)]
+    if prediction.siblings:
+        lines.append(f"  {sibling_note(prediction.siblings)}")
     return lines
+
+
+def sibling_note(siblings: tuple[str, ...]) -> str:
+    """What predict says when its best two breeds are siblings told apart mostly by pedigree."""
+    return (f"{' and '.join(siblings)} are look-alike breeds told apart mostly by pedigree: "
+            "the photo alone may not decide between them.")
 
 
 def format_summary(summary: Summary) -> str:

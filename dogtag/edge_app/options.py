@@ -21,6 +21,7 @@ from dataclasses import dataclass, fields
 
 import click
 
+from dogtag.edge_app.breeds import DEFAULT_NAMING, NAMINGS
 from dogtag.edge_app.classifier import DEFAULT_TOP_K, Classifier
 from dogtag.edge_app.images import DEFAULT_MAX_PIXELS
 from dogtag.edge_app.model_file import ModelFileError
@@ -63,6 +64,7 @@ class TagOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     batch_size: int = DEFAULT_BATCH_SIZE
     workers: int | None = None  # threads decoding photos; None: up to 4
+    names: str = DEFAULT_NAMING  # display (as shelters write breeds, look-alikes merged) or stanford
 
     @classmethod
     def from_params(cls, params: dict) -> TagOptions:
@@ -73,7 +75,7 @@ class TagOptions:
     def classifier(self) -> Classifier:
         """The model these options ask for, with their thresholds and top-k; ModelFileError when unusable."""
         return Classifier(self.model, top_k=self.top_k, min_confidence=self.min_confidence, min_dog=self.min_dog,
-                          num_threads=self.threads)
+                          num_threads=self.threads, names=self.names)
 
 
 # Every shared option, declared once: the parameter name (a TagOptions field where it is one) -> its decorator.
@@ -123,6 +125,11 @@ OPTIONS: dict[str, Callable] = {
         "--workers", type=click.IntRange(1), default=None, help="Threads decoding photos (default: up to 4)."),
     "threads": click.option(
         "--threads", type=click.IntRange(1), default=None, help="Threads for the model (default: all cores)."),
+    "names": click.option(
+        "--names", type=click.Choice(NAMINGS), default=DEFAULT_NAMING, show_default=True,
+        help="display: breed names as kennel clubs and adoption listings write them (Cairn Terrier), look-alike "
+             "labels merged (Eskimo dog into Siberian Husky); stanford: the model's own 120 Stanford Dogs labels "
+             "(cairn), unmerged, as Dogtag wrote before."),
     "max_pixels": click.option(
         "--max-pixels", type=click.IntRange(1), default=DEFAULT_MAX_PIXELS, show_default=True,
         help="Refuse photos larger than this (decompression bombs)."),

@@ -22,6 +22,10 @@ resuming compares: size, mtime (the photo's modification time: local time to the
 "2025-03-02 14:03:11", which Excel and LibreOffice read as a date; a string in JSON Lines too) and model_version; and what a person
 said on the review page (`dogtag review`): reviewed_breed, reviewed_by, reviewed_at. Those three are
 copied from the reviews file beside the results file (see `reviews.py`), which is their source of truth.
+Then breed_id, Stanford's synset id of the breed (n02110185; empty for a label without one, and in rows
+written before it existed, whose breeds carry Stanford's names: `breeds.find` reads both), and siblings,
+the best two breeds when they are told apart mostly by pedigree ("Lhasa Apso; Shih Tzu"; a list in JSON
+Lines).
 """
 
 from __future__ import annotations
@@ -43,10 +47,13 @@ RESULTS_STEM = "dogtag-results"
 FORMATS = ("csv", "jsonl")
 FIELDS = (
     "path", "status", "breed", "confidence", "top_k", "dog_probability", "error", "size", "mtime", "model_version",
-    "reviewed_breed", "reviewed_by", "reviewed_at",
+    "reviewed_breed", "reviewed_by", "reviewed_at", "breed_id", "siblings",
 )
 # The columns before reviews existed: such a CSV file is still read, and rewritten with every column.
 FIELDS_BEFORE_REVIEWS = FIELDS[:10]
+# ... and before breed ids (Stanford's names, no breed_id column): read, and rewritten the same way.
+FIELDS_BEFORE_BREED_IDS = FIELDS[:13]
+OLDER_HEADERS = (",".join(FIELDS_BEFORE_REVIEWS), ",".join(FIELDS_BEFORE_BREED_IDS))
 # A byte-order mark lets Excel open the CSV as UTF-8 (file names with accents stay readable).
 _BOM = "\ufeff"
 
@@ -72,6 +79,8 @@ class Row:
     reviewed_breed: str = ""  # what a person said the photo shows; "" when nobody reviewed it
     reviewed_by: str = ""
     reviewed_at: str = ""
+    breed_id: str = ""  # the breed's synset id; "" for not_a_dog and error rows, and labels without one
+    siblings: tuple[str, ...] = ()  # the best two breeds when they are siblings (see breeds.are_siblings)
     line: str = field(default="", compare=False, repr=False)  # the text read back, kept verbatim on rewrite
 
 
@@ -89,6 +98,8 @@ def prediction_row(prediction, **columns) -> Row:
         confidence=prediction.confidence if dog else None,
         top_k=prediction.top_k if dog else (),
         dog_probability=prediction.dog_probability,
+        breed_id=prediction.breed_id if dog else "",
+        siblings=prediction.siblings if dog else (),
         **columns,
     )
 
@@ -232,6 +243,8 @@ def format_row(row: Row, fmt: str) -> str:
             "reviewed_breed": row.reviewed_breed or None,
             "reviewed_by": row.reviewed_by or None,
             "reviewed_at": row.reviewed_at or None,
+            "breed_id": row.breed_id or None,
+            "siblings": list(row.siblings),
         }
         return json.dumps(document, ensure_ascii=False) + "\n"
     values = [
@@ -248,6 +261,8 @@ def format_row(row: Row, fmt: str) -> str:
         one_line(row.reviewed_breed),
         one_line(row.reviewed_by),
         row.reviewed_at,
+        row.breed_id,
+        "; ".join(one_line(name) for name in row.siblings),
     ]
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerow(values)
@@ -264,10 +279,11 @@ def parse_row(line: str, fmt: str) -> Row | None:
             top_k = tuple((item["breed"], float(item["probability"])) for item in values["top_k"])
         else:
             (cells,) = list(csv.reader([line]))
-            if len(cells) not in (len(FIELDS), len(FIELDS_BEFORE_REVIEWS)):
+            if len(cells) not in (len(FIELDS), len(FIELDS_BEFORE_REVIEWS), len(FIELDS_BEFORE_BREED_IDS)):
                 return None
             values = dict(zip(FIELDS, cells, strict=False))
             top_k = tuple(_split_top_k(values["top_k"]))
+            values["siblings"] = [name for name in (values.get("siblings") or "").split("; ") if name]
         return Row(
             path=str(values["path"]),
             status=str(values["status"]),
@@ -282,6 +298,8 @@ def parse_row(line: str, fmt: str) -> Row | None:
             reviewed_breed=values.get("reviewed_breed") or "",
             reviewed_by=values.get("reviewed_by") or "",
             reviewed_at=values.get("reviewed_at") or "",
+            breed_id=values.get("breed_id") or "",
+            siblings=tuple(str(name) for name in values.get("siblings") or ()),
             line=line if line.endswith("\n") else line + "\n",
         )
     except (ValueError, KeyError, TypeError, AttributeError):
@@ -360,7 +378,7 @@ def _start(raw: bytes) -> str:
 
 
 def _older_header(line: bytes) -> bool:
-    return line.decode("utf-8", "replace").lstrip(_BOM) == ",".join(FIELDS_BEFORE_REVIEWS)
+    return line.decode("utf-8", "replace").lstrip(_BOM) in OLDER_HEADERS
 
 
 def _current_header(line: bytes) -> bool:

@@ -338,12 +338,15 @@ def _plan(
     other_models: Counter = Counter()
     restatused: Counter = Counter()
     earlier = {} if options.restart else {row.path: row for row in existing}  # the last row of each path
+    labels = dict(zip(classifier.labels, classifier.breed_ids, strict=True))
     for key, row in earlier.items():
         photo = by_key.get(key)
         same_file = photo is not None and _same_file(row, photo)
         if photo is not None and not (same_file and row.model_version == version):
             if same_file and row.status != "error":
                 other_models[row.model_version] += 1
+            continue
+        if photo is not None and not _named_alike(row, labels):  # another --names, or from before breed ids
             continue
         if row.status == "error" and (retry_errors or photo is None):
             continue
@@ -403,6 +406,15 @@ def _stat(path: str, key: str, shared_name: bool) -> _Photo:
     except OSError:
         return _Photo(path, key, None, None, shared_name)
     return _Photo(path, key, info.st_size, info.st_mtime_ns, shared_name)
+
+
+def _named_alike(row: Row, labels: dict[str, str]) -> bool:
+    """Whether a row names breeds as this run does; `labels` maps this run's breed names to their ids.
+
+    A row in other names (Stanford's, from before breed ids or --names stanford, or from before a merge)
+    is tagged again, so that one results file never mixes two namings.
+    """
+    return all(name in labels for name, _ in row.top_k) and (not row.breed or labels.get(row.breed) == row.breed_id)
 
 
 def _same_file(row: Row, photo: _Photo) -> bool:

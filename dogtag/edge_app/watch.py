@@ -475,7 +475,7 @@ def _pass_report(summary: Summary, first: bool, waiting: int) -> str:
 @click.option("--poll", type=click.FloatRange(0.1), default=None, metavar="SECONDS",
               help=f"Look for new photos every SECONDS instead of using inotify (automatic, every "
                    f"{DEFAULT_POLL:g} s, on network shares or without watchdog).")
-@shared_options("batch_size", "workers", "threads", "max_pixels")
+@shared_options("batch_size", "workers", "threads", "max_pixels", "names")
 def watch(folder, settle, poll, **params) -> None:
     """Tag every photo in FOLDER, then every new or changed one as it arrives, until stopped.
 

@@ -1,6 +1,7 @@
 """XMP sidecars (`photo.xmp`, as Lightroom and digiKam read them) carrying the breed as a keyword.
 
-The breed goes into dc:subject (a flat keyword) and, as `Dogs|<Breed>`, into lr:hierarchicalSubject
+The breed goes into dc:subject (a flat keyword) and, as `Dogs|<Group>|<Breed>` (its kennel-club group,
+`Dogs|Terrier|Cairn Terrier`; `Dogs|<Breed>` for a label without one), into lr:hierarchicalSubject
 (a keyword tree). An existing sidecar is merged, never replaced: every tag and every other property
 it holds stays, with its namespace prefixes, its layout and its `<?xpacket?>` wrapper; a sidecar that is
 not valid XML is left alone. Each keyword property is kept once, in whichever rdf:Description holds it
@@ -24,13 +25,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from dogtag.edge_app.breeds import KEYWORD_ROOT, hierarchical_keyword  # KEYWORD_ROOT: "Dogs", the tree's top
+
 NAMESPACES = {
     "x": "adobe:ns:meta/",
     "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
     "dc": "http://purl.org/dc/elements/1.1/",
     "lr": "http://ns.adobe.com/lightroom/1.0/",
 }
-KEYWORD_ROOT = "Dogs"
 # How a new sidecar is named (`--xmp-name`): rex.xmp (Lightroom's way, the default) or rex.jpg.xmp (digiKam's).
 PHOTO_XMP, PHOTO_EXT_XMP = "photo.xmp", "photo.jpg.xmp"
 SIDECAR_NAMES = (PHOTO_XMP, PHOTO_EXT_XMP)
@@ -90,13 +92,13 @@ def photos_sharing_a_name(photos: Iterable[str | os.PathLike]) -> set[str]:
 def add_breed_keyword(
     photo: str | os.PathLike, breed: str, shared_name: bool = False, new_name: str = PHOTO_XMP
 ) -> bool:
-    """Write or update the photo's sidecars so they carry `breed` and `Dogs|<breed>`.
+    """Write or update the photo's sidecars so they carry `breed` and `Dogs|<group>|<breed>`.
 
     Returns True when a sidecar was written, False when they already had both tags (then they are not
     touched). Writing is atomic (temporary file, then rename). Which sidecars: see `sidecar_paths`.
     """
     return _update(sidecar_paths(photo, shared_name, new_name),
-                   lambda text, source: merge_keywords(text, [breed], [f"{KEYWORD_ROOT}|{breed}"], source))
+                   lambda text, source: merge_keywords(text, [breed], [hierarchical_keyword(breed)], source))
 
 
 def set_breed_keyword(
@@ -154,7 +156,7 @@ def replace_breed(text: str, breed: str | None, source: str = "sidecar") -> str 
 
     def change(root: ElementTree.Element) -> bool:
         subject, hierarchical, changed = _keyword_properties(root, source)
-        wanted = [] if breed is None else [f"{KEYWORD_ROOT}|{breed}"]
+        wanted = [] if breed is None else [hierarchical_keyword(breed)]
         old = {item for item in _bag_items(hierarchical) if item.startswith(f"{KEYWORD_ROOT}|")}
         stale_breeds = {item.rsplit("|", 1)[1] for item in old - set(wanted)}
         changed = _remove_from_bag(hierarchical, old - set(wanted)) or changed
