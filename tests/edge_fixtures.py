@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from tests.fakes import make_photo
-from tests.model_fixtures import TINY_LABELS, tinted_photo
+from tests.model_fixtures import TINY_NAMES, tinted_photo
 
 # name -> (breed index or None for "not a dog", save options); one photo per common format.
 BREED_PHOTOS = {
@@ -31,7 +31,7 @@ BREED_PHOTOS = {
 
 
 def make_breed_photo(path: Path, breed: int | None, seed: int = 0, size: int = 64, **save_options) -> Path:
-    """Save a photo the tiny models classify as TINY_LABELS[breed] (None: grey noise, not a dog)."""
+    """Save a photo the tiny models classify as TINY_NAMES[breed] (None: grey noise, not a dog)."""
     pixels = tinted_photo(breed, seed=seed, size=size)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels).save(path, **save_options)
@@ -43,7 +43,7 @@ def make_breed_folder(folder: Path) -> dict[str, str | None]:
     expected = {}
     for seed, (name, (breed, options)) in enumerate(BREED_PHOTOS.items()):
         make_breed_photo(folder / name, breed, seed=seed, **options)
-        expected[name] = None if breed is None else TINY_LABELS[breed]
+        expected[name] = None if breed is None else TINY_NAMES[breed]
     return expected
 
 

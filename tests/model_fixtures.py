@@ -25,7 +25,8 @@ from dogtag.edge_app.model_file import ModelInfo
 from dogtag.export.formats import FORMATS
 
 TINY_SIZE = 32
-TINY_LABELS = ("Chihuahua", "Japanese spaniel", "Maltese dog")
+TINY_LABELS = ("Chihuahua", "Japanese spaniel", "Maltese dog")  # Stanford's names, as the model files carry them
+TINY_NAMES = ("Chihuahua", "Japanese Chin", "Maltese")  # the same breeds as `dogtag tag` names them
 TINY_FORMATS = tuple(FORMATS)  # every export format
 _BUILT: dict[tuple, Path] = {}
 

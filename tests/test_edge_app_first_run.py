@@ -152,9 +152,9 @@ def test_two_photos_with_the_same_name_get_a_sidecar_each(tmp_path, model):
     result = dogtag("tag", folder, "--model", model, "--xmp")
 
     assert result.exit_code == 0, result.output
-    assert read_keywords(folder / "rex.jpg.xmp") == (["Chihuahua"], ["Dogs|Chihuahua"])
-    assert read_keywords(folder / "rex.png.xmp") == (["Japanese spaniel"], ["Dogs|Japanese spaniel"])
-    assert read_keywords(folder / "bella.xmp") == (["Maltese dog"], ["Dogs|Maltese dog"]), "a name of its own: photo.xmp"
+    assert read_keywords(folder / "rex.jpg.xmp") == (["Chihuahua"], ["Dogs|Toy|Chihuahua"])
+    assert read_keywords(folder / "rex.png.xmp") == (["Japanese Chin"], ["Dogs|Toy|Japanese Chin"])
+    assert read_keywords(folder / "bella.xmp") == (["Maltese"], ["Dogs|Toy|Maltese"]), "a name of its own: photo.xmp"
     assert not (folder / "rex.xmp").exists(), "no sidecar that merges two photos' breeds"
     assert ": 3 written, 0 already had the breed." in result.output
 
@@ -298,7 +298,7 @@ def test_the_python_classifier_takes_a_photos_path_and_explains_what_else_it_tak
     from_path, from_str, from_image = (classifier.predict(photo), classifier.predict(str(photo)),
                                        classifier.predict(Image.open(photo)))
 
-    assert from_path == from_str == from_image and from_path.breed == "Japanese spaniel"
+    assert from_path == from_str == from_image and from_path.breed == "Japanese Chin"
     with pytest.raises(PhotoError, match=r"nothere\.jpg: no such file"):
         classifier.predict(tmp_path / "nothere.jpg")
     with pytest.raises(TypeError, match=r"expected an image: a photo's path, an HxWx3 uint8 array or a PIL image, got"

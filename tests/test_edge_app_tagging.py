@@ -111,7 +111,7 @@ def test_tagging_a_folder_skips_corrupt_files_and_keeps_going(tmp_path, model, p
         assert row["status"] == "error" and re.search(message, row["error"]), row
         assert row["error"].endswith("; skipped") and f"bad/{name}" in result.output
     assert {path: row["breed"] for path, row in rows.items() if row["status"] == "dog"} == {
-        **{path: breed for path, breed in expected.items() if breed}, "kennel_2/caf\\xe9.jpg": "Japanese spaniel"}
+        **{path: breed for path, breed in expected.items() if breed}, "kennel_2/caf\\xe9.jpg": "Japanese Chin"}
     assert re.search(rf"errors\s+{len(bad)}\n", result.output) and "Could not read:" in result.output
 
 
@@ -126,7 +126,7 @@ def test_an_unreadable_photo_gets_an_error_row_and_the_run_goes_on(model, photos
 
     rows = by_path(read_rows(folder / RESULTS))
     assert result.exit_code == 1 and "permission denied" in rows["rex.jpg"]["error"]
-    assert rows["bella.png"]["breed"] == "Japanese spaniel"
+    assert rows["bella.png"]["breed"] == "Japanese Chin"
 
 
 # A `dogtag` that takes 0.1 s per batch, so a test can stop it half-way.
@@ -208,7 +208,7 @@ def test_a_second_run_tags_only_new_changed_and_failed_photos(model, photos):
     assert "Tagged 3 photos" in result.output and f"{len(expected) - 1} were already done" in result.output
     rows = by_path(read_rows(folder / RESULTS))
     assert len(rows) == len(expected) + 2
-    assert (rows["new.png"]["breed"], rows["rex.jpg"]["breed"]) == ("Maltese dog", "Japanese spaniel")
+    assert (rows["new.png"]["breed"], rows["rex.jpg"]["breed"]) == ("Maltese", "Japanese Chin")
     assert (rows["kennel_2/notes.jpg"]["status"], rows["kennel_2/notes.jpg"]["breed"]) == ("dog", "Chihuahua")
 
 
@@ -250,10 +250,10 @@ def test_xmp_sidecars_carry_the_breed_and_keep_every_existing_tag(model, photos)
     second = tag(folder, "--model", model, "--xmp")
 
     assert read_keywords(folder / "rex.xmp") == (
-        ["Adopted", "Kennel 4", "Chihuahua"], ["Shelter|Kennel 4", "Dogs|Chihuahua"])
+        ["Adopted", "Kennel 4", "Chihuahua"], ["Shelter|Kennel 4", "Dogs|Toy|Chihuahua"])
     merged = (folder / "rex.xmp").read_text()
     assert 'xmp:Rating="4"' in merged and "<digiKam:TagsList><rdf:Seq><rdf:li>Shelter/Kennel 4" in merged
-    assert read_keywords(folder / "bella.xmp") == (["Japanese spaniel"], ["Dogs|Japanese spaniel"])
+    assert read_keywords(folder / "bella.xmp") == (["Japanese Chin"], ["Dogs|Toy|Japanese Chin"])
     assert not (folder / "cat.xmp").exists(), "no breed keyword for a photo that is not a dog"
     assert (folder / "kennel_2" / "luna.xmp").read_text() == "<x:xmpmeta>half a sidecar", "left unchanged"
     rows = by_path(read_rows(folder / RESULTS))
@@ -275,7 +275,7 @@ def test_adding_xmp_to_a_finished_run_writes_the_sidecars_without_tagging_again(
     result = tag(folder, "--model", model, "--xmp")
 
     assert result.exit_code == 0 and "Tagged 0 photos in" in result.output
-    assert read_keywords(folder / "kennel_2" / "max.xmp") == (["Maltese dog"], ["Dogs|Maltese dog"])
+    assert read_keywords(folder / "kennel_2" / "max.xmp") == (["Maltese"], ["Dogs|Toy|Maltese"])
     assert ": 6 written, 0 already had the breed." in result.output
 
 
@@ -287,8 +287,8 @@ def test_sort_into_copies_photos_into_breed_folders_and_never_moves_them(model, 
     second = tag(folder, "--model", model, "--sort-into", sorted_)
 
     copies = sorted(str(p.relative_to(sorted_)) for p in sorted_.rglob("*") if p.is_file())
-    assert copies == ["Chihuahua/luna.bmp", "Chihuahua/rex.jpg", "Japanese spaniel/bella.png",
-                      "Japanese spaniel/daisy.tiff", "Maltese dog/coco.gif", "Maltese dog/max.webp",
+    assert copies == ["Chihuahua/luna.bmp", "Chihuahua/rex.jpg", "Japanese Chin/bella.png",
+                      "Japanese Chin/daisy.tiff", "Maltese/coco.gif", "Maltese/max.webp",
                       "_not_a_dog/cat.jpg"], "each photo copied once, even after two runs"
     assert (folder / "rex.jpg").read_bytes() == (sorted_ / "Chihuahua" / "rex.jpg").read_bytes()
     assert len(read_rows(folder / RESULTS)) == 7
@@ -369,7 +369,7 @@ def test_predict_prints_the_top_breeds_of_each_photo(tmp_path, model):
                                        "--model", str(model), "--top-k", "2"])
 
     assert result.exit_code == 1, "one photo could not be read"
-    assert re.search(r"rex\.jpg: dog, dog probability \d+%\n  1\. Maltese dog\s+\d+\.\d%\n", result.output)
+    assert re.search(r"rex\.jpg: dog, dog probability \d+%\n  1\. Maltese\s+\d+\.\d%\n", result.output)
     assert "notes.jpg: not an image: this is a text file" in result.stderr
 
 

@@ -148,7 +148,53 @@ def test_a_damaged_results_row_is_named_and_every_other_row_shown_and_kept(serve
     assert "line 4" in problem and "kennel_2/torn.jpg" in problem and RESULTS in problem
     review(client, "rex.jpg", "basset")
     assert '"kennel_2/torn.jpg",dog,bea\n' in results.read_text(encoding="utf-8"), "the damaged line is kept"
-    assert results_rows(results)["rex.jpg"]["reviewed_breed"] == "basset"
+    assert results_rows(results)["rex.jpg"]["reviewed_breed"] == "Basset Hound"
+
+
+def test_a_results_file_from_before_breed_ids_is_listed_and_filtered_under_the_names_tags_use_now(client):
+    page = client.get("/api/photos").json()
+
+    assert page["breeds"]["German Shepherd Dog"] == 1 and "German shepherd" not in page["breeds"]
+    assert page["breeds"]["Siberian Husky"] == 1 and page["breeds"]["Pug"] == 1
+    for name in ("German Shepherd Dog", "German shepherd", "gsd"):
+        found = client.get("/api/photos", params={"breed": name}).json()
+        assert [item["path"] for item in found["items"]] == ["kennel_2/max.jpg"], name
+
+
+def test_the_breed_list_gives_display_names_ids_groups_and_finds_nicknames_and_old_names(client):
+    everything = client.get("/api/breeds").json()
+    names = [breed["name"] for breed in everything["breeds"]]
+
+    assert len(names) == 119 and len(set(names)) == 119, "Eskimo dog answers as Siberian Husky"
+    assert "Cairn Terrier" in names and "cairn" not in names and "Eskimo dog" not in names
+    assert everything["special_names"] == ["mixed breed", "not a dog"]
+    cairn = next(breed for breed in everything["breeds"] if breed["name"] == "Cairn Terrier")
+    assert cairn == {"name": "Cairn Terrier", "breed_id": "n02096177", "stanford_name": "cairn",
+                     "group": "Terrier", "aliases": ["cairn", "toto"]}
+
+    def first(query: str) -> list[str]:
+        return [breed["name"] for breed in client.get("/api/breeds", params={"q": query}).json()["breeds"]][:2]
+
+    assert first("lab")[0] == "Labrador Retriever"
+    assert first("yorkie")[0] == "Yorkshire Terrier"
+    assert first("GSD")[0] == "German Shepherd Dog"
+    assert first("husky")[0] == first("eskimo dog")[0] == "Siberian Husky"
+    assert set(first("pit bull")) == {"American Staffordshire Terrier", "Staffordshire Bull Terrier"}
+    assert first("Blenheim spaniel")[0] == "Cavalier King Charles Spaniel"
+    assert client.get("/api/breeds", params={"q": "zebra"}).json()["breeds"] == []
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["BreedOut"]["properties"]
+    assert set(schema) == {"name", "breed_id", "stanford_name", "group", "aliases"}
+
+
+def test_a_correction_typed_as_a_nickname_or_old_name_is_saved_under_the_display_name(client, shelter):
+    review(client, "coco.jpg", "yorkie")
+    review(client, "rex.jpg", "cairn")
+
+    rows = results_rows(shelter / RESULTS)
+    assert (rows["coco.jpg"]["reviewed_breed"], rows["rex.jpg"]["reviewed_breed"]) == (
+        "Yorkshire Terrier", "Cairn Terrier")
+    log, _ = read_review_log(shelter / REVIEWS)
+    assert [review.kind for review in log] == ["breed", "breed"]
 
 
 # ---- correcting -------------------------------------------------------------------------------------
@@ -166,17 +212,17 @@ def test_a_correction_is_saved_at_once_in_the_reviews_file_the_results_file_and_
 
     answer = review(client, "bella.jpg", "Labrador retriever", who="Ana")
 
-    assert answer["item"]["reviewed_breed"] == "Labrador retriever" and answer["warnings"] == []
+    assert answer["item"]["reviewed_breed"] == "Labrador Retriever" and answer["warnings"] == []
     row = results_rows(shelter / RESULTS)["bella.jpg"]
-    assert (row["reviewed_breed"], row["reviewed_by"]) == ("Labrador retriever", "Ana")
+    assert (row["reviewed_breed"], row["reviewed_by"]) == ("Labrador Retriever", "Ana")
     assert row["reviewed_at"].endswith("Z") and row["breed"] == "golden retriever", "the model's answer stays"
     (saved,), damaged = read_review_log(shelter / REVIEWS)
     assert damaged == []
     assert (saved.path, saved.reviewed_breed, saved.kind, saved.model_breed) == (
-        "bella.jpg", "Labrador retriever", "breed", "golden retriever")
+        "bella.jpg", "Labrador Retriever", "breed", "golden retriever")
     subject, hierarchical = read_keywords(sidecar)
-    assert subject == ["adopted", "Labrador retriever"]
-    assert hierarchical == ["Dogs|Labrador retriever"]
+    assert subject == ["adopted", "Labrador Retriever"]
+    assert hierarchical == ["Dogs|Sporting|Labrador Retriever"]
     assert client.get("/api/photos/0/bella.jpg").json()["reviewed_by"] == "Ana"
 
 
@@ -197,7 +243,7 @@ def test_undo_withdraws_a_review_and_the_history_stays_in_the_reviews_file(clien
     row = results_rows(shelter / RESULTS)["rex.jpg"]
     assert (row["reviewed_breed"], row["reviewed_by"], row["reviewed_at"]) == ("", "", "")
     log, _ = read_review_log(shelter / REVIEWS)
-    assert [(r.reviewed_breed, r.kind) for r in log] == [("basset", "breed"), ("", "withdrawn")]
+    assert [(r.reviewed_breed, r.kind) for r in log] == [("Basset Hound", "breed"), ("", "withdrawn")]
 
 
 def test_two_browser_tabs_saving_at_the_same_time_lose_nothing(servers, shelter):
@@ -227,14 +273,14 @@ def test_two_browser_tabs_saving_at_the_same_time_lose_nothing(servers, shelter)
 
 def test_a_correction_made_while_dogtag_tag_runs_is_kept_and_reaches_the_results_file_after(client, shelter):
     with exclusive_access(shelter / RESULTS):  # what a `dogtag tag` run holds while it writes
-        answer = review(client, "bella.jpg", "kuvasz")
-        assert answer["warnings"] == [] and answer["item"]["reviewed_breed"] == "kuvasz"
+        answer = review(client, "bella.jpg", "Kuvasz")
+        assert answer["warnings"] == [] and answer["item"]["reviewed_breed"] == "Kuvasz"
         assert results_rows(shelter / RESULTS)["bella.jpg"]["reviewed_breed"] == ""
-        assert [r.reviewed_breed for r in read_review_log(shelter / REVIEWS)[0]] == ["kuvasz"]
+        assert [r.reviewed_breed for r in read_review_log(shelter / REVIEWS)[0]] == ["Kuvasz"]
 
     client.get("/api/photos")
 
-    assert results_rows(shelter / RESULTS)["bella.jpg"]["reviewed_breed"] == "kuvasz"
+    assert results_rows(shelter / RESULTS)["bella.jpg"]["reviewed_breed"] == "Kuvasz"
 
 
 def test_a_torn_last_review_line_is_skipped_and_the_next_review_is_whole(client, shelter):
@@ -242,11 +288,11 @@ def test_a_torn_last_review_line_is_skipped_and_the_next_review_is_whole(client,
     with open(shelter / REVIEWS, "ab") as file:
         file.write(b'{"path": "bella.jpg", "reviewed_br')  # a power cut in the middle of a write
 
-    review(client, "coco.jpg", "toy poodle")
+    review(client, "coco.jpg", "Toy Poodle")
 
     log, damaged = read_review_log(shelter / REVIEWS)
     assert [r.path for r in log] == ["rex.jpg", "coco.jpg"] and damaged == [2]
-    assert results_rows(shelter / RESULTS)["coco.jpg"]["reviewed_breed"] == "toy poodle"
+    assert results_rows(shelter / RESULTS)["coco.jpg"]["reviewed_breed"] == "Toy Poodle"
 
 
 def test_a_review_survives_every_later_tag_run_and_xmp_writes_the_reviewed_breed(servers, tmp_path):
@@ -283,7 +329,7 @@ def test_a_results_file_from_before_reviews_is_read_and_written_with_the_new_col
     review(client, "rex.jpg", "basset")
 
     rows = results_rows(results)
-    assert len(rows) == 9 and rows["rex.jpg"]["reviewed_breed"] == "basset" and rows["coco.jpg"]["reviewed_breed"] == ""
+    assert len(rows) == 9 and rows["rex.jpg"]["reviewed_breed"] == "Basset Hound" and rows["coco.jpg"]["reviewed_breed"] == ""
     assert rows["bella.jpg"]["top_k"].startswith("golden retriever=0.4800")
 
 
@@ -295,7 +341,7 @@ def test_json_lines_results_get_the_review_too(servers, tmp_path):
     review(client, "rex.jpg", "basset")
 
     documents = [json.loads(line) for line in (folder / "dogtag-results.jsonl").read_text().splitlines()]
-    assert {d["path"]: d["reviewed_breed"] for d in documents}["rex.jpg"] == "basset"
+    assert {d["path"]: d["reviewed_breed"] for d in documents}["rex.jpg"] == "Basset Hound"
     assert reviews_path(folder / "dogtag-results.jsonl").exists()
 
 

@@ -140,7 +140,7 @@ def test_a_volunteer_corrects_photos_with_the_keyboard_and_finds_the_corrections
     assert "Unsure3" in browser.find_element(By.ID, "filters").text  # the filter with its count
 
     press(browser, "2")  # coco.jpg: the second of its top breeds
-    wait(browser, lambda d: "miniature poodle" in cards(d)[0].text and "REVIEWED" in cards(d)[0].text, "the review")
+    wait(browser, lambda d: "Miniature Poodle" in cards(d)[0].text and "REVIEWED" in cards(d)[0].text, "the review")
     assert "selected" in cards(browser)[1].get_attribute("class"), "on to the next photo"
     press(browser, Keys.ARROW_RIGHT, Keys.ENTER)  # luna.png: confirm the model's breed
     wait(browser, lambda d: "REVIEWED" in cards(d)[2].text, "the confirmation")
@@ -153,10 +153,11 @@ def test_a_volunteer_corrects_photos_with_the_keyboard_and_finds_the_corrections
         "an undo says who and when"
 
     rows = results_rows(folder / "dogtag-results.csv")
-    assert (rows["coco.jpg"]["reviewed_breed"], rows["coco.jpg"]["reviewed_by"]) == ("miniature poodle", "Ana")
-    assert read_keywords(folder / "coco.xmp") == (["miniature poodle"], ["Dogs|miniature poodle"])
+    assert (rows["coco.jpg"]["reviewed_breed"], rows["coco.jpg"]["reviewed_by"]) == ("Miniature Poodle", "Ana"), \
+        "saved under the name tags use"
+    assert read_keywords(folder / "coco.xmp") == (["Miniature Poodle"], ["Dogs|Non-Sporting|Miniature Poodle"])
     browser.find_element(By.CSS_SELECTOR, "#filters [data-filter=all]").click()
-    wait(browser, lambda d: shown_filter(d) == "all" and "\u2713 miniature poodle" in cards(d)[0].text, "every photo")
+    wait(browser, lambda d: shown_filter(d) == "all" and "\u2713 Miniature Poodle" in cards(d)[0].text, "every photo")
     assert "toy poodle" in cards(browser)[0].text
 
     press(browser, " ")  # bella.jpg, the first not reviewed, large, for the screenshot

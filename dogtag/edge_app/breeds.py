@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dogtag.edge_app.model_file import ModelInfo
+
 BREEDS_FILE = Path(__file__).with_name("breeds.json")
 NAMINGS = ("display", "stanford")
 DEFAULT_NAMING = "display"
@@ -208,6 +210,18 @@ def label_map(labels: Sequence[str], breed_ids: Sequence[str], naming: str = DEF
         names.append(name)
         ids.append(answer_id)
     return LabelMap(tuple(names), tuple(ids), tuple(index))
+
+
+def model_label_map(info: ModelInfo, naming: str = DEFAULT_NAMING) -> LabelMap:
+    """The labels a naming gives a model file's outputs (its `wnids` give the ids, else its labels do)."""
+    return label_map(info.labels, model_breed_ids(info.labels, info.extra.get("wnids")), naming)
+
+
+def canonical_name(name: str) -> str:
+    """The display name of a breed named any way (old Stanford name, a nickname of one breed: "yorkie");
+    any other name (a mix, "Labradoodle") as given."""
+    breed = find(name)
+    return breed.name if breed else name
 
 
 @cache

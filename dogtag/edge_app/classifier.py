@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image
 
 from dogtag import models as bundled
-from dogtag.edge_app.breeds import DEFAULT_NAMING, LabelMap, are_siblings, label_map, model_breed_ids
+from dogtag.edge_app.breeds import DEFAULT_NAMING, LabelMap, are_siblings, model_label_map
 from dogtag.edge_app.embeddings import EmbeddingCache, as_stored, join, photo_key
 from dogtag.edge_app.images import PhotoError, array_to_image, load_photo, prepare_image
 from dogtag.edge_app.learned import LearnedModel, open_model
@@ -132,8 +132,7 @@ class Classifier:
         self.model = open_model(resolve_model(model), num_threads=num_threads)
         self.info: ModelInfo = self.model.info
         self.names = names
-        self.label_map: LabelMap = label_map(
-            self.info.labels, model_breed_ids(self.info.labels, self.info.extra.get("wnids")), names)
+        self.label_map: LabelMap = model_label_map(self.info, names)
         self.top_k = max(1, min(top_k, len(self.labels)))
         self.min_confidence = self.info.min_confidence if min_confidence is None else min_confidence
         self.min_dog = self.info.min_dog if min_dog is None else min_dog

@@ -30,6 +30,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from dogtag.edge_app.breeds import canonical_name
 from dogtag.edge_app.locks import lock_descriptor
 from dogtag.edge_app.results import Row, one_line, rewrite_rows, sync_folder
 
@@ -80,8 +81,9 @@ def review_kind(name: str, labels: tuple[str, ...] | list[str]) -> str:
 
 def correction(row: Row, name: str | None, reviewer: str | None, labels: tuple[str, ...] | list[str]) -> Review:
     """A person's answer for the photo of `row` as a review: `name` a breed, mixed breed, not a dog,
-    another breed, or '' to withdraw the review; a withdrawal (an undo) says who and when too."""
-    name = clean_name(name)
+    another breed, or '' to withdraw the review; a withdrawal (an undo) says who and when too. A breed typed
+    any way ("yorkie", Stanford's "cairn") is kept under the name tags use ("Yorkshire Terrier")."""
+    name = canonical_name(clean_name(name))
     return Review(
         path=row.path, reviewed_breed=name, kind=review_kind(name, labels),
         reviewed_by=clean_name(reviewer), reviewed_at=timestamp(),

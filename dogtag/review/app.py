@@ -1,6 +1,8 @@
 """The review server: the page (plain HTML, CSS and JS from `static/`) and its JSON API under /api.
 
     GET  /api/status                          tagging progress, folders, problems, breed names, limits
+    GET  /api/breeds?q=                       the breeds a correction can name (display name, id, group,
+                                              aliases), those matching q first (nicknames, old names)
     GET  /api/photos?status=&breed=&offset=&limit=   a page of rows, unsure first, with the filter counts
     GET  /api/photos/{source}/{path}          one row
     GET  /api/thumbnail/{source}/{path}       a small JPEG (made on demand, cached); /api/large/... a
@@ -39,6 +41,7 @@ from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
 from dogtag import __version__
+from dogtag.edge_app.breeds import describe, search
 from dogtag.edge_app.classifier import Classifier
 from dogtag.edge_app.images import DEFAULT_MAX_PIXELS, PhotoError, load_photo
 from dogtag.edge_app.results import ResultsFileError, format_row, prediction_row
@@ -82,6 +85,24 @@ class ReviewIn(BaseModel):
         ..., description=f"A breed, '{MIXED_BREED}', '{NOT_A_DOG}', any other name; '' withdraws the review",
     )
     reviewed_by: str = Field("", description="Who reviewed it (written into the results file)")
+
+
+class BreedOut(BaseModel):
+    """A breed a correction can name, as `dogtag tag` names it."""
+
+    name: str = Field(..., description="The display name, as tags and results files write it (Cairn Terrier)")
+    breed_id: str = Field(..., description="Stanford Dogs' synset id (n02096177); '' for a label without one")
+    stanford_name: str = Field(..., description="Stanford Dogs' (ImageNet's) name (cairn); '' when none")
+    group: str = Field(..., description="The kennel-club group (Terrier), as in the XMP keyword tree Dogs|Terrier|...")
+    aliases: list[str] = Field(..., description="Other names that find it: nicknames, old names (cairn, toto)")
+
+
+class BreedsOut(BaseModel):
+    """The breeds of the model, for the correction type-ahead."""
+
+    breeds: list[BreedOut] = Field(..., description="Matching breeds, best match first (all, in label order, "
+                                                     "without q)")
+    special_names: list[str] = Field(..., description="Names that are not breeds: mixed breed, not a dog")
 
 
 def create_app(library: Library, tagger: Tagger, settings: Settings, classifier: Callable[[], Classifier],
@@ -197,6 +218,13 @@ def listing_routes(library: Library, tagger: Tagger, settings: Settings) -> APIR
             "filters": list(FILTERS),
             "limits": {"upload_bytes": MAX_UPLOAD_BYTES, "upload_files": MAX_UPLOAD_FILES},
         }
+
+    @router.get("/api/breeds", summary="The breeds a correction can name, with ids, groups and aliases",
+                response_model=BreedsOut)
+    def breeds(q: str = Query("", description="What the person typed: a name, an old Stanford name or a "
+                                              "nickname (lab, yorkie, GSD, pit bull, husky)")) -> dict:
+        names = search(q, library.labels, limit=len(library.labels)) if q.strip() else list(library.labels)
+        return {"breeds": [describe(name) for name in names], "special_names": [MIXED_BREED, NOT_A_DOG]}
 
     @router.get("/api/photos", summary="A page of rows (unsure first) under a filter, with counts")
     def photos(

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from dogtag.edge_app.breeds import model_label_map
 from dogtag.edge_app.classifier import Classifier, resolve_model
 from dogtag.edge_app.images import DEFAULT_MAX_PIXELS
 from dogtag.edge_app.learned import read_info
@@ -75,7 +76,7 @@ class ReviewServer:
                 raise SetupError(f"{cache}: the thumbnail cache must not be inside the photo folder {folder}; "
                                  "choose another with --cache")
         model = resolve_model(options.model)  # accurate (the default), fast, a file or a learned model's folder
-        labels = read_info(model).labels
+        labels = model_label_map(read_info(model)).labels  # the names `dogtag tag` writes
         self.library = Library(folders, options.results, labels=labels, xmp=options.xmp)
         tagging = replace(options.tag_options(), model=str(model))
         self.tagger = Tagger(self.library, tagging.classifier, cache, tagging)
