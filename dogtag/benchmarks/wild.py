@@ -2,6 +2,9 @@
 
 Each photo goes through the edge app's own path (`load_photo`, the model's resize, `Classifier`'s
 thresholds), as `dogtag tag` would see it: at full size and shrunk to a 96 px thumbnail first.
+Each is scored twice: over the model's 120 Stanford labels (`wild`, `wild96`, as `--names stanford`
+answers) and with the breeds merged as `dogtag tag` answers by default (`wild_merged`,
+`wild96_merged`: the Eskimo dog's probability added to the Siberian Husky's; see edge_app.breeds).
 
     python -m dogtag.benchmarks.wild dogtag/models/accurate_tflite_int8.tflite models/fast_tflite_int8.tflite
 """
@@ -15,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dogtag.edge_app.breeds import model_label_map
 from dogtag.edge_app.classifier import Classifier
 from dogtag.edge_app.images import load_photo
 from dogtag.train.wild import DEFAULT_WILD, WILD_SPLITS, wild_metrics, wild_split
@@ -31,8 +35,10 @@ def model_wnids(classifier: Classifier) -> list[str]:
 
 def wild_accuracy(classifier: Classifier, root: Path = DEFAULT_WILD, work: Path | None = None,
                   batch_size: int = 32) -> dict:
-    """{'wild': metrics, 'wild96': metrics} of one model (see train.wild.wild_metrics)."""
+    """{'wild': metrics, 'wild96': metrics, 'wild_merged': ..., 'wild96_merged': ...} of one model
+    (see train.wild.wild_metrics and the module docstring)."""
     results = {}
+    merge = model_label_map(classifier.info)
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(work or scratch) / "wild96-photos"
         for split in WILD_SPLITS:
@@ -45,9 +51,13 @@ def wild_accuracy(classifier: Classifier, root: Path = DEFAULT_WILD, work: Path 
                 batch_breeds, batch_dogs = classifier.model.run(pixels)
                 breeds.append(batch_breeds)
                 dogs.append(np.ones(len(pixels)) if batch_dogs is None else batch_dogs)
-            results[split] = wild_metrics(np.concatenate(breeds), np.concatenate(dogs),
-                                          np.array([s.label for s in samples]), wild.sources,
-                                          classifier.min_confidence, classifier.min_dog)
+            breeds, dogs = np.concatenate(breeds), np.concatenate(dogs)
+            labels = np.array([s.label for s in samples])
+            results[split] = wild_metrics(breeds, dogs, labels, wild.sources, classifier.min_confidence,
+                                          classifier.min_dog)
+            merged_labels = np.array([merge.index[label] if label >= 0 else label for label in labels])
+            results[f"{split}_merged"] = wild_metrics(merge.merge(breeds), dogs, merged_labels, wild.sources,
+                                                      classifier.min_confidence, classifier.min_dog)
     return results
 
 
