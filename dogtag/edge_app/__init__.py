@@ -4,7 +4,8 @@
     prediction = Classifier().predict("rex.jpg")    # a photo's path, an HxWx3 uint8 array or a PIL image
 
 Stages of a run: `walk` finds photos, `images` decodes and resizes them, `runtime` runs the model
-file (LiteRT or onnxruntime), `classifier` turns outputs into predictions, `results` / `xmp` write
+file (LiteRT or onnxruntime), `classifier` turns outputs into predictions (named by `breeds`:
+display names, breed ids, merges, siblings, aliases), `results` / `xmp` write
 them, `tagging` ties these together and `cli` is the `dogtag tag` / `dogtag predict` commands;
 `options` declares the options those commands, `watch` and `review` share (`TagOptions`).
 `thresholds` tunes a model's min_confidence and min_dog (NumPy only: training and `dogtag learn` use
