@@ -16,6 +16,8 @@ The JSON keys (``format`` is ``dogtag-model/1``)::
     model_version   a string that changes whenever the weights change (used to resume tagging)
     outputs         {"breeds": <output name>, "dog": <output name or null>,
                      "features": <output name>, only in files that have it}
+    wnids           (optional) the Stanford Dogs synset id of each label, "" for a label without one;
+                    a model without it gets its ids from its labels' names (see `breeds.model_breed_ids`)
 
 The model takes raw uint8 RGB pixels, shape (batch, height, width, 3); preprocessing is inside it.
 Its outputs are breed probabilities (batch, len(labels)) and, when present, the probability that
