@@ -106,6 +106,17 @@ def test_a_learned_label_without_an_id_keeps_its_name_tidied_and_an_empty_id():
     assert breeds.hierarchical_keyword("Mixed Breed") == "Dogs|Mixed Breed"
 
 
+def test_a_correction_in_any_spelling_finds_the_model_label_it_means():
+    info = read_model_info(bundled_files("fast")[0])
+    ids = breeds.model_breed_ids(info.labels, info.extra.get("wnids"))
+
+    for name in ("Cairn Terrier", "cairn", "CAIRN"):
+        assert breeds.model_label(name, info.labels, ids) == "cairn"
+    assert breeds.model_label("Siberian Husky", info.labels, ids) == "Siberian husky"
+    assert breeds.model_label("yorkie", info.labels, ids) == "Yorkshire terrier"
+    assert breeds.model_label("Labradoodle", info.labels, ids) is None
+
+
 # ---- the answer -------------------------------------------------------------------------------------
 
 

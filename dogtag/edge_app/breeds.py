@@ -64,10 +64,9 @@ class LabelMap:
         probabilities = np.asarray(probabilities, dtype=np.float64)
         if len(self.labels) == len(self.index):
             return probabilities
-        merged = np.zeros((probabilities.shape[0], len(self.labels)), dtype=np.float64)
-        for output, label in enumerate(self.index):
-            merged[:, label] += probabilities[:, output]
-        return merged
+        merged = np.zeros((len(self.labels), probabilities.shape[0]), dtype=np.float64)
+        np.add.at(merged, np.asarray(self.index), probabilities.T)
+        return merged.T
 
 
 @cache
@@ -215,6 +214,22 @@ def label_map(labels: Sequence[str], breed_ids: Sequence[str], naming: str = DEF
 def model_label_map(info: ModelInfo, naming: str = DEFAULT_NAMING) -> LabelMap:
     """The labels a naming gives a model file's outputs (its `wnids` give the ids, else its labels do)."""
     return label_map(info.labels, model_breed_ids(info.labels, info.extra.get("wnids")), naming)
+
+
+def model_label(name: str, labels: Sequence[str], breed_ids: Sequence[str]) -> str | None:
+    """The model label (as the model file has it) that a name means, however it was written: the label
+    itself, or a display name, Stanford name or one breed's nickname of the label's breed ("Cairn
+    Terrier" or "cairn" -> "cairn"; "Siberian Husky" -> "Siberian husky"). None when no label means it.
+    For whoever maps people's corrections to a model's outputs (`dogtag learn`)."""
+    if name in labels:
+        return name
+    breed = find(name)
+    if breed is None:
+        return None
+    for label, breed_id in zip(labels, breed_ids, strict=True):
+        if breed_id == breed.breed_id:
+            return label
+    return None
 
 
 def canonical_name(name: str) -> str:
