@@ -230,7 +230,7 @@ def test_the_readme_python_example_runs_as_written(tmp_path, monkeypatch, capsys
     exec(compile(example, "README.md", "exec"), {})
 
     printed = capsys.readouterr().out
-    assert re.fullmatch(r"[\w' -]+ [\d.e-]+ \(\('[\w' -]+', [\d.e-]+\).*\) [\d.e-]+\n", printed), printed
+    assert re.fullmatch(r"[\w' .-]+ n\d{8} [\d.e-]+ \(\('[\w' .-]+', [\d.e-]+\).*\) [\d.e-]+\n", printed), printed
 
 
 def test_bench_without_the_dataset_says_how_to_get_it_and_its_help_shows_no_developer_path(
