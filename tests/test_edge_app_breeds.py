@@ -147,6 +147,10 @@ def test_the_answer_says_when_its_best_two_breeds_are_siblings(look_alike_model,
 
     assert siblings.siblings == ("Lhasa Apso", "Shih Tzu")
     assert strangers.breed == "Siberian Husky" and strangers.siblings == (), "0.3 + 0.3 beats 0.35; not siblings"
+    stanford = Classifier(look_alike_model, names="stanford")
+    monkeypatch.setattr(stanford.model, "run", lambda pixels: (np.array([[0.5, 0.4, 0.05, 0.05]], np.float32), None))
+    (unmerged,) = stanford.predict_pixels(pixels)
+    assert unmerged.siblings == ("Eskimo dog", "Siberian husky"), "kept apart, the husky pair is flagged"
 
 
 def test_predict_prints_display_names_or_stanfords_and_says_when_siblings_lead(look_alike_model, tmp_path):
