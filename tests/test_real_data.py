@@ -34,6 +34,7 @@ def test_boxes_in_original_pixels_land_inside_the_224_pixel_copies(stanford_dogs
 @pytest.mark.parametrize("name", ["accurate", "fast"])
 def test_each_bundled_model_names_the_breed_of_real_test_photos(stanford_dogs, name):
     from dogtag.edge_app import Classifier
+    from dogtag.edge_app.breeds import answering
     from dogtag.edge_app.images import load_photo
     from dogtag.models import bundled_files
 
@@ -46,7 +47,10 @@ def test_each_bundled_model_names_the_breed_of_real_test_photos(stanford_dogs, n
     every_40th = test.samples[::40]  # 215 photos across all breeds
     pixels = np.stack([load_photo(s.path, classifier.info.input_size, classifier.info.resize) for s in every_40th])
     predictions = classifier.predict_pixels(pixels)
-    right = np.mean([p.breed == test.breeds[s.label] for p, s in zip(predictions, every_40th, strict=True)])
+    # Scored by breed id: the answer is a display name ("Cairn Terrier") with Stanford's id beside it, and the
+    # Eskimo dog answers as the Siberian Husky it shows.
+    truth = [answering(test.wnids[s.label]).breed_id for s in every_40th]
+    right = np.mean([p.breed_id == wanted for p, wanted in zip(predictions, truth, strict=True)])
     dogs = np.mean([p.dog_probability >= 0.5 for p in predictions])
     assert right >= 0.80, f"top-1 {right:.1%} on {len(every_40th)} real test photos"
     assert dogs >= 0.9, f"only {dogs:.1%} of real dog photos were seen as dogs"
