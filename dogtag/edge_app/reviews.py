@@ -76,14 +76,14 @@ def review_kind(name: str, labels: tuple[str, ...] | list[str]) -> str:
         return "mixed"
     if name == NOT_A_DOG:
         return "not_a_dog"
-    return "breed" if name in labels else "other"
+    # an old Stanford name ("cairn") of a breed the model answers as "Cairn Terrier" is that breed
+    return "breed" if name in labels or canonical_name(name) in labels else "other"
 
 
 def correction(row: Row, name: str | None, reviewer: str | None, labels: tuple[str, ...] | list[str]) -> Review:
     """A person's answer for the photo of `row` as a review: `name` a breed, mixed breed, not a dog,
-    another breed, or '' to withdraw the review; a withdrawal (an undo) says who and when too. A breed typed
-    any way ("yorkie", Stanford's "cairn") is kept under the name tags use ("Yorkshire Terrier")."""
-    name = canonical_name(clean_name(name))
+    another breed, or '' to withdraw the review; a withdrawal (an undo) says who and when too."""
+    name = clean_name(name)
     return Review(
         path=row.path, reviewed_breed=name, kind=review_kind(name, labels),
         reviewed_by=clean_name(reviewer), reviewed_at=timestamp(),

@@ -25,7 +25,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dogtag.edge_app.breeds import canonical_name
 from dogtag.edge_app.results import (
     ResultsFileError,
     Row,
@@ -137,14 +136,13 @@ class Library:
             counts = dict.fromkeys(FILTERS, 0)
             breeds: dict[str, int] = {}
             chosen = []
-            breed = canonical_name(breed)
             for source, key in order:
                 row = source.rows[key]
                 reviewed = bool(row.reviewed_breed)
                 counts["all"] += 1
                 counts[row.status] = counts.get(row.status, 0) + 1
                 counts["reviewed" if reviewed else "unreviewed"] += 1
-                shown = canonical_name(row.reviewed_breed or row.breed)  # old files: Stanford's names
+                shown = row.reviewed_breed or row.breed
                 if shown:
                     breeds[shown] = breeds.get(shown, 0) + 1
                 wanted = status in ("all", row.status) or status == ("reviewed" if reviewed else "unreviewed")
