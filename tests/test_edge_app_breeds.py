@@ -96,10 +96,10 @@ def test_nicknames_and_old_names_find_the_breed_a_volunteer_means():
     assert set(breeds.search("corgi", names)) == {"Pembroke Welsh Corgi", "Cardigan Welsh Corgi"}
 
 
-def test_a_learned_label_without_an_id_keeps_its_name_tidied_and_an_empty_id():
+def test_a_learned_label_without_an_id_keeps_its_name_as_typed_and_an_empty_id():
     mapping = breeds.label_map(["Chihuahua", "mixed  breed", "Labradoodle", "Poodle"], ["n02085620", "", "", ""])
 
-    assert mapping.labels == ("Chihuahua", "Mixed Breed", "Labradoodle", "Poodle")
+    assert mapping.labels == ("Chihuahua", "mixed breed", "Labradoodle", "Poodle"), "as typed, spaces tidied"
     assert mapping.breed_ids == ("n02085620", "", "", "")
     assert breeds.model_breed_ids(["Mixed Breed", "Poodle", "Eskimo dog"]) == ("", "", "n02109961"), \
         "an id is never guessed from a nickname; a merged label keeps its own id"

@@ -14,7 +14,7 @@ Two namings, chosen per run (`--names`):
 - `stanford`: the model's own labels, all 120 of them, as Dogtag wrote them before.
 
 A label a learned model adds with no synset id ("Mixed Breed", typed on the review page) keeps the
-name as typed, tidied (`normalise_label`), with an empty breed id. Any name, old or new, display,
+name as typed, spaces tidied (`normalise_label`), with an empty breed id. Any name, old or new, display,
 Stanford or alias, finds its breed with `find`, so results files written before keep working.
 """
 
@@ -147,9 +147,9 @@ def find(name: str, aliases: bool = True) -> Breed | None:
 
 
 def normalise_label(text: str) -> str:
-    """A label as typed, tidied for display: spaces collapsed, all-lower-case words capitalised
-    ("mixed  breed" -> "Mixed Breed"; "McNab" stays)."""
-    return " ".join(word[:1].upper() + word[1:] if word.islower() else word for word in str(text).split())
+    """A label as typed, tidied: spaces collapsed, its case kept ("pit bull  type" -> "pit bull type"), since
+    a shelter's own label is spelled as the volunteers chose."""
+    return " ".join(str(text).split())
 
 
 def display_name(name: str) -> str:
