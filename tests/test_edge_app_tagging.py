@@ -11,7 +11,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -129,17 +128,29 @@ def test_an_unreadable_photo_gets_an_error_row_and_the_run_goes_on(model, photos
     assert rows["bella.png"]["breed"] == "Japanese spaniel"
 
 
-# A `dogtag` that takes 0.1 s per batch, so a test can stop it half-way.
-SLOW_DOGTAG = """
-import sys, time
+# A `dogtag` that stops before its fourth batch (three batches, six rows, are in the results file), tells
+# the test through the pipe whose descriptor is argv[1], and waits there until a signal comes. Python runs
+# a signal handler in the main thread only, but the kernel may hand the signal to a decoding thread: the
+# wakeup descriptor wakes the main thread whichever thread got it, so SIGINT raises KeyboardInterrupt here.
+PAUSING_DOGTAG = """
+import os, select, signal, sys
 import dogtag.edge_app.classifier
 predict_pixels = dogtag.edge_app.classifier.Classifier.predict_pixels
-def slow(self, pixels):
-    time.sleep(0.1)
+batches = 0
+def pause_before_the_fourth_batch(self, pixels):
+    global batches
+    batches += 1
+    if batches == 4:
+        woken, wake = os.pipe()
+        os.set_blocking(wake, False)
+        signal.set_wakeup_fd(wake)
+        os.write(int(sys.argv[1]), b"paused")
+        os.close(int(sys.argv[1]))
+        select.select([woken], [], [])
     return predict_pixels(self, pixels)
-dogtag.edge_app.classifier.Classifier.predict_pixels = slow
+dogtag.edge_app.classifier.Classifier.predict_pixels = pause_before_the_fourth_batch
 from dogtag.cli import main
-main(sys.argv[1:])
+main(sys.argv[2:])
 """
 
 
@@ -148,23 +159,26 @@ def test_a_killed_run_resumes_without_losing_or_duplicating_a_row(tmp_path, mode
     folder = tmp_path / "photos"
     for i in range(40):
         make_breed_photo(folder / f"dog_{i:02d}.jpg", i % 3, seed=i, size=32)
-    child = subprocess.Popen(
-        [sys.executable, "-c", SLOW_DOGTAG, "tag", str(folder), "--model", str(model), "--batch-size", "2"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and child.poll() is None:
-        if (folder / RESULTS).exists() and (folder / RESULTS).read_bytes().count(b"\n") >= 7:
-            break
-        time.sleep(0.02)
-    child.send_signal(getattr(signal, how))
-    _, stderr = child.communicate(timeout=60)
+    paused, pausing = os.pipe()
+    with open(tmp_path / "stderr.txt", "w+") as stderr:
+        child = subprocess.Popen(
+            [sys.executable, "-c", PAUSING_DOGTAG, str(pausing), "tag", str(folder), "--model", str(model),
+             "--batch-size", "2"],
+            cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr, pass_fds=(pausing,), text=True,
+        )
+        os.close(pausing)
+        with os.fdopen(paused, "rb") as said:
+            assert said.read() == b"paused", "the child stopped before its fourth batch"  # EOF if it died first
+        child.send_signal(getattr(signal, how))
+        child.wait()
+        stderr.seek(0)
+        message = stderr.read()
 
-    assert child.returncode == (-signal.SIGKILL if how == "SIGKILL" else 130), stderr
+    assert child.returncode == (-signal.SIGKILL if how == "SIGKILL" else 130), message
     if how == "SIGINT":
-        assert "run the same command again to resume" in stderr
+        assert "run the same command again to resume" in message
     before = read_rows(folder / RESULTS)
-    assert 6 <= len(before) < 40, "stopped half-way, with whole rows only"
+    assert len(before) == 6, "stopped after three batches of two, with whole rows only"
 
     result = tag(folder, "--model", model)
 
