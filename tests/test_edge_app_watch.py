@@ -22,10 +22,8 @@ from dogtag.edge_app.options import TagOptions
 from dogtag.edge_app.tagging import TaggingError, tag_folders
 from dogtag.edge_app.watch import Poller, Settling, Watch, choose_watcher, filesystem_type
 from tests.edge_fixtures import make_breed_photo, truncated_jpeg
-from tests.model_fixtures import make_tiny_models
+from tests.model_fixtures import committed_tiny_models
 from tests.test_edge_app_tagging import PAUSING_DOGTAG, RESULTS, by_path, read_rows
-
-pytest.importorskip("tensorflow", reason="the tiny test models are made with TensorFlow")
 
 REPO = Path(__file__).resolve().parents[1]
 SETTLE = 1.0  # seconds; the slow copy below writes a chunk every 0.1 s, ten times faster than that
@@ -33,7 +31,7 @@ SETTLE = 1.0  # seconds; the slow copy below writes a chunk every 0.1 s, ten tim
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
-    return make_tiny_models(tmp_path_factory.mktemp("models"))["tflite_int8"]
+    return committed_tiny_models(tmp_path_factory.mktemp("models"))["tflite_int8"]
 
 
 def wait_for(condition, timeout: float = 60, what: str = "the watch") -> None:
