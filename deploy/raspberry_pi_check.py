@@ -56,7 +56,7 @@ REAL_PHOTOS = 24  # dogs-in-the-wild photos tagged in emulation (about 1 s each 
 TOLERANCE = 0.3
 NICE = ["nice", "-n", "19"]
 # The tools the check calls, and the Debian package that has each.
-TOOLS = {"mmdebstrap": "mmdebstrap", "qemu-aarch64-static": "qemu-user-static", "qemu-arm-static": "qemu-user-static",
+TOOLS = {"mmdebstrap": "mmdebstrap", "arch-test": "arch-test", "qemu-aarch64-static": "qemu-user-static", "qemu-arm-static": "qemu-user-static",
          "chroot": "coreutils", "mount": "mount", "tar": "tar", "git": "git"}
 # The edge app's tests, run inside the arm64 root on the install it targets (no TensorFlow).
 EDGE_APP_TESTS = "tests/test_edge_app_*.py"
@@ -126,7 +126,7 @@ def cached_root(arch: str, cache: Path, rebuild: bool, log) -> Path:
         log(f"  mmdebstrap failed (attempt {attempt}): {_tail(built.stderr)}")
     else:
         partial.unlink(missing_ok=True)
-        raise CannotRun(f"mmdebstrap could not build the {arch} root (mirror unreachable?): {_tail(built.stderr, 3)}")
+        raise CheckFailed(f"mmdebstrap could not build the {arch} root (mirror unreachable?): {_tail(built.stderr, 3)}")
     partial.rename(tarball)
     for old in cache.glob(f"{SUITE}-{arch}-*.tar"):  # roots of an older recipe
         if old != tarball:
