@@ -348,6 +348,34 @@ def test_the_same_photo_sent_twice_is_named_as_a_duplicate_and_kept_once(client,
     assert [p.name for p in (shelter / "intake").iterdir()] == ["rex.jpg"]
 
 
+def test_an_upload_while_a_correction_is_being_written_waits_for_it_and_is_tagged_at_once(client, shelter, monkeypatch):
+    import dogtag.review.jobs
+
+    draw_dog(shelter.parent / "phone.jpg", seed=3)
+    waiting = threading.Event()
+    busy = dogtag.review.jobs._busy
+
+    def noticing(error):
+        found = busy(error)
+        if found:
+            waiting.set()
+        return found
+
+    monkeypatch.setattr(dogtag.review.jobs, "_busy", noticing)
+    answers = []
+    upload = threading.Thread(target=lambda: answers.append(client.post(
+        "/api/photos", files=[("files", ("rex.jpg", (shelter.parent / "phone.jpg").read_bytes(), "image/jpeg"))])))
+    with exclusive_access(shelter / RESULTS):  # another writer (a correction from another phone) holds the file
+        upload.start()
+        assert waiting.wait(timeout=300), "the upload found it held"  # (the bound only stops a hang)
+    upload.join()  # and goes on once it is free
+
+    (response,) = answers
+    assert response.status_code == 200 and response.json()["errors"] == [], response.text
+    (item,) = response.json()["items"]
+    assert item["path"] == "intake/rex.jpg" and "intake/rex.jpg" in results_rows(shelter / RESULTS)
+
+
 def test_uploads_that_are_not_photos_too_large_or_too_many_are_refused_and_nothing_is_kept(client, shelter):
     intake = shelter / "intake"
     refused = client.post("/api/photos", files=[("files", ("notes.jpg", b"adoption notes for Rex\n", "image/jpeg")),
