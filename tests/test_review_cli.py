@@ -46,14 +46,14 @@ def start_review(*args: str, config: Path | None = None) -> tuple[subprocess.Pop
 def stop(process: subprocess.Popen) -> int:
     process.send_signal(signal.SIGINT)
     try:
-        return process.wait(timeout=20)
+        return process.wait(timeout=120)  # a bound for a hang on a loaded machine, not a race
     finally:
         process.kill()
 
 
 def get(url: str, headers: dict | None = None) -> tuple[int, bytes]:
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=20) as response:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=120) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
