@@ -132,8 +132,11 @@ def test_an_unreadable_photo_gets_an_error_row_and_the_run_goes_on(model, photos
 # the test through the pipe whose descriptor is argv[1], and waits there until a signal comes. Python runs
 # a signal handler in the main thread only, but the kernel may hand the signal to a decoding thread: the
 # wakeup descriptor wakes the main thread whichever thread got it, so SIGINT raises KeyboardInterrupt here.
+# A shell without job control starts background jobs with SIGINT ignored, and Python keeps it ignored:
+# the child puts back the handler a terminal gives it, or a CI started with `nohup ... &` never stops it.
 PAUSING_DOGTAG = """
 import os, select, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as in a terminal (a background CI ignores it)
 import dogtag.edge_app.classifier
 predict_pixels = dogtag.edge_app.classifier.Classifier.predict_pixels
 batches = 0
@@ -170,7 +173,10 @@ def test_a_killed_run_resumes_without_losing_or_duplicating_a_row(tmp_path, mode
         with os.fdopen(paused, "rb") as said:
             assert said.read() == b"paused", "the child stopped before its fourth batch"  # EOF if it died first
         child.send_signal(getattr(signal, how))
-        child.wait()
+        try:
+            child.wait(timeout=300)  # a bound for a hang (a signal not acted on), not a race
+        finally:
+            child.kill()
         stderr.seek(0)
         message = stderr.read()
 

@@ -231,6 +231,14 @@ def start_watch(folder: Path, model: Path, tmp_path: Path, pause: bool = True) -
     return child, stderr
 
 
+def stopped(child: subprocess.Popen) -> None:
+    """Wait for a signalled watch to exit; the bound only turns a hang (a signal not acted on) into a failure."""
+    try:
+        child.wait(timeout=300)
+    finally:
+        child.kill()
+
+
 def rows_written(folder: Path) -> int:
     results = folder / RESULTS
     return results.read_bytes().count(b"\n") - 1 if results.exists() else 0
@@ -247,14 +255,14 @@ def test_a_killed_watch_started_again_loses_nothing_and_duplicates_nothing(tmp_p
     names = forty_photos(folder)
     first, _ = start_watch(folder, model, tmp_path)
     first.kill()  # a power cut, or the OOM killer
-    first.wait()
+    first.wait(timeout=300)
     before = read_rows(folder / RESULTS)
     assert len(before) == 6, "killed after three batches of two, with whole rows only"
 
     second, stderr = start_watch(folder, model, tmp_path, pause=False)
     wait_for(lambda: rows_written(folder) >= 40 or second.poll() is not None, what="all rows")
     second.send_signal(signal.SIGTERM)  # `systemctl stop`
-    second.wait()
+    stopped(second)
 
     assert second.returncode == 0, stderr.read_text()
     after = by_path(read_rows(folder / RESULTS))
@@ -269,7 +277,7 @@ def test_sigterm_stops_a_busy_watch_after_the_batch_in_hand_with_exit_0(tmp_path
     child, stderr = start_watch(folder, model, tmp_path)  # busy: waiting before its fourth batch
 
     child.send_signal(signal.SIGTERM)
-    child.wait()
+    stopped(child)
 
     assert child.returncode == 0, stderr.read_text()
     rows = read_rows(folder / RESULTS)  # fails on a torn line
