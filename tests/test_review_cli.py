@@ -93,7 +93,7 @@ def test_dogtag_review_says_nothing_of_the_model_runtime_and_the_page_has_its_ic
         assert stop(process) == 0
     stderr = process.stderr.read()
 
-    assert predicted.status_code == 200 and predicted.json()["top_k"], predicted.text  # the model was opened
+    assert predicted.status_code == 200 and predicted.json()["model_version"], predicted.text  # the model was opened
     assert "XNNPACK" not in stderr and "INFO:" not in stderr, stderr
     assert status == 200 and icon.startswith(b"\0\0\1\0"), "an icon, not a 404 in the browser's console"
 

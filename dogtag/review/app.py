@@ -36,7 +36,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 from starlette.datastructures import UploadFile
 
 from dogtag import __version__
@@ -88,6 +88,7 @@ REFUSALS = {
     403: "Outside the reviewed folders",
     404: "No such photo, or it was deleted or moved since it was tagged",
     411: "An upload without a Content-Length",
+    409: "Busy: a learning job is already running",
     413: "Too many photos, or too large",
     422: "Not valid: a parameter of the wrong type, or a file that is not a photo",
     500: "Not saved: the reviews file could not be written",
@@ -133,7 +134,7 @@ def create_app(library: Library, tagger: Tagger, settings: Settings, classifier:
 class LearnIn(BaseModel):
     """Start learning from the corrections."""
 
-    force: bool = Field(False, description="Switch to the learned model even if it is worse on held-out photos")
+    force: StrictBool = Field(False, description="Switch to the learned model even if it is worse on held-out photos")
 
 
 def learn_routes(learner: Learner) -> APIRouter:
@@ -144,7 +145,8 @@ def learn_routes(learner: Learner) -> APIRouter:
     def learn_status() -> dict:
         return learner.status()
 
-    @router.post("/api/learn", summary="Learn from the corrections, then switch to the learned model", status_code=202)
+    @router.post("/api/learn", summary="Learn from the corrections, then switch to the learned model", status_code=202,
+                 responses=refusals(400, 409, 422))
     def start_learning(request: LearnIn) -> dict:
         if learner.start(force=request.force) is None:
             raise HTTPException(409, "a learning job is already running")
