@@ -8,14 +8,16 @@ under qemu-user emulation, with the same results as on this machine; and a clear
 2. Inside it, as the README says: `python3 -m venv .venv && pip install .`, then tag a folder of generated
    photos (every format, some broken) and a few real ones (../shared/datasets/dogs-in-the-wild, when
    present) with every bundled .tflite model; then `pip install ".[onnx]"` and the same with every
-   .onnx model; then `pip install ".[watch]"` and a short `dogtag watch` (inotify, SIGTERM, exit 0).
+   .onnx model; then `pip install ".[watch]"` and a short `dogtag watch` (inotify, SIGTERM, exit 0);
+   then `pip install pytest` and the edge app's own tests (tests/test_edge_app_*.py, on the committed
+   tiny models: no TensorFlow there either).
 3. Tag the same photos with the same models here and compare, photo by photo: the same status and breed,
    and every probability within TOLERANCE (see there for why results differ at all).
 4. On an armhf (32-bit, armv7l) root: `pip install .` must stop with the 32-bit message, not a traceback.
 
 Prints the comparison and the time of each step. Exit 0 when everything matched, or when the check
-cannot run here (it says why: not root, no mmdebstrap or qemu-user-static, no binfmt_misc, no mirror);
-exit 1 when a step failed or a result differed. Emulated speed says nothing about a real Pi's.
+cannot run here (it says why in one line: not root, a tool not installed, no binfmt_misc, no mirror);
+exit 1 when a step failed or a result differed (one line says which), never a traceback. Emulated speed says nothing about a real Pi's.
 The heavy steps run at the lowest priority (nice 19).
 """
 
@@ -53,6 +55,11 @@ REAL_PHOTOS = 24  # dogs-in-the-wild photos tagged in emulation (about 1 s each 
 # a tie or a threshold (26 and 28 of the 442 photos differed so).
 TOLERANCE = 0.3
 NICE = ["nice", "-n", "19"]
+# The tools the check calls, and the Debian package that has each.
+TOOLS = {"mmdebstrap": "mmdebstrap", "arch-test": "arch-test", "qemu-aarch64-static": "qemu-user-static", "qemu-arm-static": "qemu-user-static",
+         "chroot": "coreutils", "mount": "mount", "tar": "tar", "git": "git"}
+# The edge app's tests, run inside the arm64 root on the install it targets (no TensorFlow).
+EDGE_APP_TESTS = "tests/test_edge_app_*.py"
 
 
 class CannotRun(Exception):
@@ -72,9 +79,10 @@ def why_it_cannot_run() -> str | None:
         return f"it emulates arm64 on x86_64 Linux; this is {sys.platform} {platform.machine()}"
     if os.geteuid() != 0:
         return "it needs root (mmdebstrap, chroot and mount): run it as root"
-    missing = [tool for tool in ("mmdebstrap", "qemu-aarch64-static", "qemu-arm-static") if shutil.which(tool) is None]
+    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
     if missing:
-        return f"{', '.join(missing)} not installed (apt-get install mmdebstrap qemu-user-static)"
+        packages = " ".join(dict.fromkeys(TOOLS[tool] for tool in missing))
+        return f"{', '.join(missing)} not installed (apt-get install {packages})"
     binfmt = Path("/proc/sys/fs/binfmt_misc")
     if not (binfmt / "status").exists():
         mounted = subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(binfmt)], capture_output=True, text=True)
@@ -82,6 +90,10 @@ def why_it_cannot_run() -> str | None:
             return f"binfmt_misc cannot be mounted here ({mounted.stderr.strip() or 'mount failed'})"
     for name in ("qemu-aarch64", "qemu-arm"):
         if not _binfmt_enabled(binfmt / name):
+            if shutil.which("update-binfmts") is None:
+                return f"binfmt_misc has no enabled {name} entry, and update-binfmts is not installed " \
+                       "(apt-get install binfmt-support)"
+            subprocess.run(["update-binfmts", "--import", name], capture_output=True)  # qemu installed before binfmt-support
             subprocess.run(["update-binfmts", "--enable", name], capture_output=True)
         if not _binfmt_enabled(binfmt / name):
             return f"binfmt_misc has no enabled {name} entry (update-binfmts --enable {name} failed)"
@@ -114,7 +126,7 @@ def cached_root(arch: str, cache: Path, rebuild: bool, log) -> Path:
         log(f"  mmdebstrap failed (attempt {attempt}): {_tail(built.stderr)}")
     else:
         partial.unlink(missing_ok=True)
-        raise CannotRun(f"mmdebstrap could not build the {arch} root (mirror unreachable?): {_tail(built.stderr, 3)}")
+        raise CheckFailed(f"mmdebstrap could not build the {arch} root (mirror unreachable?): {_tail(built.stderr, 3)}")
     partial.rename(tarball)
     for old in cache.glob(f"{SUITE}-{arch}-*.tar"):  # roots of an older recipe
         if old != tarball:
@@ -414,6 +426,9 @@ def check_arm64(root: Path, photos: Path, out: Path, log) -> tuple[list[Comparis
             raise CheckFailed(f"dogtag watch on arm64: {watched.stdout.strip()}, rows {sorted(rows)}; log: {_tail(log_text, 6)}")
         if "(inotify)" not in log_text:
             raise CheckFailed(f"dogtag watch on arm64 did not use inotify: {_tail(log_text, 4)}")
+    tested = step("edge-app tests (pytest)", "cd /src && . .venv/bin/activate && pip install -q pytest && "
+                  f"python -m pytest -q -p no:cacheprovider {EDGE_APP_TESTS}")
+    log(f"  edge-app tests on arm64: {_tail(tested.stdout, 1)}")
 
     from dogtag.edge_app.model_file import read_model_info
 
@@ -490,8 +505,8 @@ def main(argv: list[str] | None = None) -> int:
     except CannotRun as error:
         log(f"Raspberry Pi check SKIPPED: {error}")
         return 0
-    except (CheckFailed, subprocess.TimeoutExpired, subprocess.CalledProcessError) as error:
-        log(f"Raspberry Pi check FAILED: {error}")
+    except (CheckFailed, subprocess.TimeoutExpired, subprocess.CalledProcessError, OSError) as error:
+        log(f"Raspberry Pi check FAILED: {error}")  # OSError: e.g. a tool removed meanwhile, a full disk
         return 1
     log(format_comparisons(comparisons))
     log("Times: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in times.items())

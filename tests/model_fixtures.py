@@ -1,14 +1,18 @@
 """Tiny real model files for tests: a 32 x 32 contract model, trained for a moment, exported by `export`.
 
-    from tests.model_fixtures import make_tiny_models
-    files = make_tiny_models(tmp_path)            # {"tflite_int8": .../dogtag_tflite_int8.tflite, ...}
+    from tests.model_fixtures import committed_tiny_models
+    files = committed_tiny_models(tmp_path)       # the committed files: no TensorFlow needed
+    files = make_tiny_models(tmp_path)            # made now, by the export stage (needs TensorFlow)
+    # both: {"tflite_int8": .../dogtag_tflite_int8.tflite, ...}
 
 The Keras model follows the training stage's contract (raw [0, 255] pixels in, Rescaling inside,
 softmax output "breeds" and sigmoid output "dog") and learns an easy task: each breed is a colour
 tint over noise, and untinted grey noise is "not a dog". So the files give confident, different
 answers for differently tinted photos (see `tinted_photo`). Models are built once per test session
 and copied into each requested folder, so a test may damage its copy freely.
-Needs the train extra (TensorFlow, tf2onnx, onnxruntime).
+`tiny_models` copies files committed in tests/data/tiny_models (made by tests/data/make_tiny_models.py
+from the functions here), so the edge app's tests run on the base install; everything else here needs
+the train extra (TensorFlow, tf2onnx, onnxruntime).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ TINY_SIZE = 32
 TINY_LABELS = ("Chihuahua", "Japanese spaniel", "Maltese dog")  # Stanford's names, as the model files carry them
 TINY_NAMES = ("Chihuahua", "Japanese Chin", "Maltese")  # the same breeds as `dogtag tag` names them
 TINY_FORMATS = tuple(FORMATS)  # every export format
+TINY_MODELS = Path(__file__).resolve().parent / "data" / "tiny_models"  # committed: see make_tiny_models.py there
 _BUILT: dict[tuple, Path] = {}
 
 
@@ -131,6 +136,19 @@ def make_tiny_models(
     for name in formats:
         (found,) = _BUILT[key].glob(f"dogtag_{name}.*")
         files[name] = Path(shutil.copy2(found, directory / found.name))
+    return files
+
+
+def committed_tiny_models(directory: Path, variant: str = "standard") -> dict[str, Path]:
+    """The committed tiny model files of `variant` (see tests/data/make_tiny_models.py), copied into
+    `directory` so that a test may damage its copy; format name -> path. No TensorFlow needed."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for found in sorted((TINY_MODELS / variant).glob("dogtag_*.*")):
+        files[found.stem.removeprefix("dogtag_")] = Path(shutil.copy2(found, directory / found.name))
+    if not files:
+        raise FileNotFoundError(f"{TINY_MODELS / variant}: no tiny models (python tests/data/make_tiny_models.py)")
     return files
 
 

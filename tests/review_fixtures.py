@@ -99,7 +99,7 @@ def results_rows(path: Path) -> dict[str, dict[str, str]]:
 
 def raw_get(port: int, path: str) -> tuple[int, bytes]:
     """A GET to 127.0.0.1:port with the path exactly as given (browsers and HTTP libraries resolve `..`)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+    with socket.create_connection(("127.0.0.1", port), timeout=120) as connection:  # a bound for a hang, not a race
         connection.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode())
         data = b""
         while chunk := connection.recv(65536):

@@ -135,7 +135,10 @@ def test_the_arm64_check_skips_saying_why_where_it_cannot_emulate(monkeypatch):
 
     monkeypatch.setattr(check.os, "geteuid", lambda: 0)
     monkeypatch.setattr(check.shutil, "which", lambda tool: None if tool == "mmdebstrap" else f"/usr/bin/{tool}")
-    assert check.why_it_cannot_run() == "mmdebstrap not installed (apt-get install mmdebstrap qemu-user-static)"
+    assert check.why_it_cannot_run() == "mmdebstrap not installed (apt-get install mmdebstrap)"
+    monkeypatch.setattr(check.shutil, "which", lambda tool: None if "qemu" in tool else f"/usr/bin/{tool}")
+    assert check.why_it_cannot_run() == (
+        "qemu-aarch64-static, qemu-arm-static not installed (apt-get install qemu-user-static)")
 
 
 def test_the_arm64_check_tags_every_format_and_broken_files(tmp_path):

@@ -21,9 +21,7 @@ from dogtag.cli import main
 from dogtag.edge_app import Classifier, ModelFileError, PhotoError, default_model_path
 from dogtag.edge_app.xmp import read_keywords
 from tests.edge_fixtures import make_breed_folder, make_breed_photo
-from tests.model_fixtures import make_tiny_models
-
-pytest.importorskip("tensorflow", reason="the tiny test models are made with TensorFlow")
+from tests.model_fixtures import committed_tiny_models
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = "dogtag-results.csv"
@@ -47,7 +45,7 @@ needs_permissions = pytest.mark.skipif(not _permissions_are_enforced(), reason="
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
-    return make_tiny_models(tmp_path_factory.mktemp("models"))["tflite_int8"]  # the set other tests build
+    return committed_tiny_models(tmp_path_factory.mktemp("models"))["tflite_int8"]
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,9 +22,7 @@ from dogtag.edge_app.model_file import read_model_info
 from dogtag.edge_app.results import parse_mtime
 from dogtag.edge_app.xmp import read_keywords
 from tests.edge_fixtures import fingerprints, make_bad_files, make_breed_folder, make_breed_photo
-from tests.model_fixtures import make_tiny_models
-
-pytest.importorskip("tensorflow", reason="the tiny test models are made with TensorFlow")
+from tests.model_fixtures import committed_tiny_models
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = "dogtag-results.csv"
@@ -33,7 +30,7 @@ RESULTS = "dogtag-results.csv"
 
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
-    return make_tiny_models(tmp_path_factory.mktemp("models"))
+    return committed_tiny_models(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture
@@ -69,6 +66,8 @@ def by_path(rows: list[dict[str, str]]) -> dict[str, dict[str, str]]:
 
 @pytest.mark.parametrize("name", ["tflite_int8", "onnx_float32"])
 def test_tagging_a_folder_writes_one_row_per_photo_with_breed_top_k_and_dog_probability(tiny_models, photos, name):
+    if name.startswith("onnx"):
+        pytest.importorskip("onnxruntime", reason="ONNX models need the onnx extra: pip install -e '.[onnx]'")
     folder, expected = photos
 
     result = tag(folder, "--model", tiny_models[name])
@@ -129,17 +128,32 @@ def test_an_unreadable_photo_gets_an_error_row_and_the_run_goes_on(model, photos
     assert rows["bella.png"]["breed"] == "Japanese Chin"
 
 
-# A `dogtag` that takes 0.1 s per batch, so a test can stop it half-way.
-SLOW_DOGTAG = """
-import sys, time
+# A `dogtag` that stops before its fourth batch (three batches, six rows, are in the results file), tells
+# the test through the pipe whose descriptor is argv[1], and waits there until a signal comes. Python runs
+# a signal handler in the main thread only, but the kernel may hand the signal to a decoding thread: the
+# wakeup descriptor wakes the main thread whichever thread got it, so SIGINT raises KeyboardInterrupt here.
+# A shell without job control starts background jobs with SIGINT ignored, and Python keeps it ignored:
+# the child puts back the handler a terminal gives it, or a CI started with `nohup ... &` never stops it.
+PAUSING_DOGTAG = """
+import os, select, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as in a terminal (a background CI ignores it)
 import dogtag.edge_app.classifier
 predict_pixels = dogtag.edge_app.classifier.Classifier.predict_pixels
-def slow(self, pixels):
-    time.sleep(0.1)
+batches = 0
+def pause_before_the_fourth_batch(self, pixels):
+    global batches
+    batches += 1
+    if batches == 4:
+        woken, wake = os.pipe()
+        os.set_blocking(wake, False)
+        signal.set_wakeup_fd(wake)
+        os.write(int(sys.argv[1]), b"paused")
+        os.close(int(sys.argv[1]))
+        select.select([woken], [], [])
     return predict_pixels(self, pixels)
-dogtag.edge_app.classifier.Classifier.predict_pixels = slow
+dogtag.edge_app.classifier.Classifier.predict_pixels = pause_before_the_fourth_batch
 from dogtag.cli import main
-main(sys.argv[1:])
+main(sys.argv[2:])
 """
 
 
@@ -148,23 +162,29 @@ def test_a_killed_run_resumes_without_losing_or_duplicating_a_row(tmp_path, mode
     folder = tmp_path / "photos"
     for i in range(40):
         make_breed_photo(folder / f"dog_{i:02d}.jpg", i % 3, seed=i, size=32)
-    child = subprocess.Popen(
-        [sys.executable, "-c", SLOW_DOGTAG, "tag", str(folder), "--model", str(model), "--batch-size", "2"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and child.poll() is None:
-        if (folder / RESULTS).exists() and (folder / RESULTS).read_bytes().count(b"\n") >= 7:
-            break
-        time.sleep(0.02)
-    child.send_signal(getattr(signal, how))
-    _, stderr = child.communicate(timeout=60)
+    paused, pausing = os.pipe()
+    with open(tmp_path / "stderr.txt", "w+") as stderr:
+        child = subprocess.Popen(
+            [sys.executable, "-c", PAUSING_DOGTAG, str(pausing), "tag", str(folder), "--model", str(model),
+             "--batch-size", "2"],
+            cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr, pass_fds=(pausing,), text=True,
+        )
+        os.close(pausing)
+        with os.fdopen(paused, "rb") as said:
+            assert said.read() == b"paused", "the child stopped before its fourth batch"  # EOF if it died first
+        child.send_signal(getattr(signal, how))
+        try:
+            child.wait(timeout=300)  # a bound for a hang (a signal not acted on), not a race
+        finally:
+            child.kill()
+        stderr.seek(0)
+        message = stderr.read()
 
-    assert child.returncode == (-signal.SIGKILL if how == "SIGKILL" else 130), stderr
+    assert child.returncode == (-signal.SIGKILL if how == "SIGKILL" else 130), message
     if how == "SIGINT":
-        assert "run the same command again to resume" in stderr
+        assert "run the same command again to resume" in message
     before = read_rows(folder / RESULTS)
-    assert 6 <= len(before) < 40, "stopped half-way, with whole rows only"
+    assert len(before) == 6, "stopped after three batches of two, with whole rows only"
 
     result = tag(folder, "--model", model)
 

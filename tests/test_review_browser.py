@@ -78,7 +78,7 @@ def shelter_page(tmp_path):
     server.stop()
 
 
-def wait(driver, condition, what: str, seconds: float = 15):
+def wait(driver, condition, what: str, seconds: float = 60):  # generous: Chromium on a loaded machine
     return WebDriverWait(driver, seconds).until(lambda d: condition(d), message=f"waited for {what}")
 
 
@@ -138,6 +138,8 @@ def test_a_volunteer_corrects_photos_with_the_keyboard_and_finds_the_corrections
     gone = next(card for card in cards(browser) if "deleted or moved" in card.text)
     assert DELETED in gone.text
     assert "Unsure3" in browser.find_element(By.ID, "filters").text  # the filter with its count
+    shown = browser.execute_script("return [0.001, 0.003, 0.0049, 0.39, 0.999].map(percent)")
+    assert shown == ["0.1%", "0.3%", "0.5%", "39%", "100%"], "a small alternative never reads 0%"
 
     press(browser, "2")  # coco.jpg: the second of its top breeds
     wait(browser, lambda d: "miniature poodle" in cards(d)[0].text and "REVIEWED" in cards(d)[0].text, "the review")

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 pytest.importorskip("fastapi", reason="the review page needs the review extra: pip install -e '.[review]'")
 
 from dogtag.cli import main  # noqa: E402
-from tests.review_fixtures import MODEL, make_shelter_folder, raw_get  # noqa: E402
+from tests.review_fixtures import MODEL, draw_dog, make_shelter_folder, raw_get  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,14 +46,14 @@ def start_review(*args: str, config: Path | None = None) -> tuple[subprocess.Pop
 def stop(process: subprocess.Popen) -> int:
     process.send_signal(signal.SIGINT)
     try:
-        return process.wait(timeout=20)
+        return process.wait(timeout=120)  # a bound for a hang on a loaded machine, not a race
     finally:
         process.kill()
 
 
 def get(url: str, headers: dict | None = None) -> tuple[int, bytes]:
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=20) as response:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=120) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
@@ -77,6 +77,25 @@ def test_dogtag_review_prints_its_address_and_serves_the_page_and_api_there(tmp_
             assert code == 404 and b"bank details" not in body, path
     finally:
         assert stop(process) == 0
+
+
+def test_dogtag_review_says_nothing_of_the_model_runtime_and_the_page_has_its_icon(tmp_path):
+    import httpx
+
+    folder = tmp_path / "shelter"
+    make_shelter_folder(folder)
+    photo = draw_dog(tmp_path / "rex.jpg", seed=1).read_bytes()
+    process, url = start_review(str(folder), "--cache", str(tmp_path / "cache"))
+    try:
+        predicted = httpx.post(url + "api/predict", files={"photo": ("rex.jpg", photo, "image/jpeg")}, timeout=60)
+        status, icon = get(url + "favicon.ico")
+    finally:
+        assert stop(process) == 0
+    stderr = process.stderr.read()
+
+    assert predicted.status_code == 200 and predicted.json()["model_version"], predicted.text  # the model was opened
+    assert "XNNPACK" not in stderr and "INFO:" not in stderr, stderr
+    assert status == 200 and icon.startswith(b"\0\0\1\0"), "an icon, not a 404 in the browser's console"
 
 
 def test_on_the_network_the_address_carries_a_token_that_every_request_needs(tmp_path):

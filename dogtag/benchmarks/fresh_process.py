@@ -72,13 +72,14 @@ def run_fresh(command: list[str], timeout: float = 600.0, env: dict | None = Non
     with tempfile.TemporaryFile(mode="w+") as stderr, tempfile.TemporaryDirectory() as scratch:
         peak_file = os.path.join(scratch, "peak")
         started = time.perf_counter()
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True,
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True,
                                    env={**os.environ, **(env or {}), PEAK_ENV: peak_file})
         timer = threading.Timer(timeout, process.kill)
         timer.start()
         try:
             first_line = process.stdout.readline()
             first_line_s = time.perf_counter() - started if first_line else None
+            process.stdin.close()  # EOF on its stdin tells a child that waits for it that its first line was read
             process.stdout.read()  # drain, so the child never blocks on a full pipe
             process.wait()
             seconds = time.perf_counter() - started

@@ -16,6 +16,7 @@ import contextlib
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 
@@ -159,10 +160,18 @@ def open_classifier(options: TagOptions) -> Classifier:
         raise CannotRun(str(error)) from error
 
 
+_STDERR_SWAP = threading.Lock()  # file descriptor 2 is the process's: one swap at a time (review's threads)
+
+
 @contextlib.contextmanager
 def runtime_info_hidden() -> Iterator[None]:
     """Drop the "INFO: ..." lines the model runtime's C++ code writes to stderr (LiteRT announces its
     XNNPACK delegate on every start, and has no switch for it); anything else it writes still shows."""
+    with _STDERR_SWAP:
+        yield from _runtime_info_hidden()
+
+
+def _runtime_info_hidden() -> Iterator[None]:
     try:
         sys.stderr.flush()
         saved = os.dup(2)

@@ -30,6 +30,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
@@ -37,7 +38,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 from starlette.datastructures import UploadFile
 
 from dogtag import __version__
@@ -56,6 +57,8 @@ from dogtag.review.thumbnails import LARGE_SIDE, THUMBNAIL_SIDE, rendition
 from dogtag.review.uploads import MAX_UPLOAD_BYTES, MAX_UPLOAD_FILES, UploadError, keep_upload
 
 STATIC = Path(__file__).resolve().parent / "static"
+# What an upload must be: a photo (any format Dogtag reads; these are the common ones a phone sends).
+PHOTO_TYPES = "image/jpeg, image/png, image/webp, image/gif, image/heic"
 PAGE_SIZE = 120
 # The page loads nothing from elsewhere: no CDN, works offline, and injected markup could not run.
 PAGE_POLICY = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
@@ -74,6 +77,30 @@ class Settings:
     cache: Path
     max_pixels: int = DEFAULT_MAX_PIXELS
     address: str = ""  # the address (with its token) for phones on the network; '' when only this computer
+
+
+class Problem(BaseModel):
+    """Why a request was refused: `detail` says it in words (FastAPI's own 422s give a list of problems)."""
+
+    detail: str | list[dict[str, Any]] = Field(..., description="What was wrong, for the volunteer")
+
+
+# Every error status a route may answer, as declared in /openapi.json (all with a Problem body).
+REFUSALS = {
+    400: "Not understood: an unknown filter, a body that is not JSON, or an upload without its photo field",
+    403: "Outside the reviewed folders",
+    404: "No such photo, or it was deleted or moved since it was tagged",
+    411: "An upload without a Content-Length",
+    409: "Busy: a learning job is already running",
+    413: "Too many photos, or too large",
+    422: "Not valid: a parameter of the wrong type, or a file that is not a photo",
+    500: "Not saved: the reviews file could not be written",
+}
+
+
+def refusals(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses` declaration of a route that may answer with these error statuses."""
+    return {code: {"model": Problem, "description": REFUSALS[code]} for code in codes}
 
 
 class ReviewIn(BaseModel):
@@ -128,7 +155,7 @@ def create_app(library: Library, tagger: Tagger, settings: Settings, classifier:
 class LearnIn(BaseModel):
     """Start learning from the corrections."""
 
-    force: bool = Field(False, description="Switch to the learned model even if it is worse on held-out photos")
+    force: StrictBool = Field(False, description="Switch to the learned model even if it is worse on held-out photos")
 
 
 def learn_routes(learner: Learner) -> APIRouter:
@@ -139,7 +166,8 @@ def learn_routes(learner: Learner) -> APIRouter:
     def learn_status() -> dict:
         return learner.status()
 
-    @router.post("/api/learn", summary="Learn from the corrections, then switch to the learned model", status_code=202)
+    @router.post("/api/learn", summary="Learn from the corrections, then switch to the learned model", status_code=202,
+                 responses=refusals(400, 409, 422))
     def start_learning(request: LearnIn) -> dict:
         if learner.start(force=request.force) is None:
             raise HTTPException(409, "a learning job is already running")
@@ -174,6 +202,8 @@ def guard(settings: Settings) -> Callable:
         if request.method not in ("GET", "HEAD", "OPTIONS") and not same_origin(request.headers.get("origin"), host):
             return PlainTextResponse("Refused: this request comes from a page of another site.", status_code=403)
         response = await call_next(request)
+        if response.status_code == 405:  # Starlette's Allow names the first route of the path only
+            response.headers["Allow"] = ", ".join(_allowed_methods(request.app, request.url.path))
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "no-referrer"
         if request.url.path == "/" or request.url.path.startswith("/static/"):
@@ -190,6 +220,10 @@ def page_routes() -> APIRouter:
     @router.get("/", include_in_schema=False)
     def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    @router.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> FileResponse:  # browsers ask for it on every page: a 404 is a console error each time
+        return FileResponse(STATIC / "favicon.ico", media_type="image/x-icon", headers={"Cache-Control": "max-age=86400"})
 
     return router
 
@@ -226,9 +260,10 @@ def listing_routes(library: Library, tagger: Tagger, settings: Settings) -> APIR
         names = search(q, library.labels, limit=len(library.labels)) if q.strip() else list(library.labels)
         return {"breeds": [describe(name) for name in names], "special_names": [MIXED_BREED, NOT_A_DOG]}
 
-    @router.get("/api/photos", summary="A page of rows (unsure first) under a filter, with counts")
+    @router.get("/api/photos", summary="A page of rows (unsure first) under a filter, with counts",
+                responses=refusals(400, 422))
     def photos(
-        status: str = Query("all", description=f"One of {', '.join(FILTERS)}"),
+        status: str = Query("all", description=f"One of {', '.join(FILTERS)}", json_schema_extra={"enum": list(FILTERS)}),
         breed: str = Query("", description="Only rows of this breed (the reviewed one where there is one)"),
         offset: int = Query(0, ge=0),
         limit: int = Query(PAGE_SIZE, ge=1, le=1000),
@@ -238,7 +273,7 @@ def listing_routes(library: Library, tagger: Tagger, settings: Settings) -> APIR
         except ValueError as error:
             raise HTTPException(400, str(error)) from error
 
-    @router.get("/api/photos/{source}/{path:path}", summary="One row")
+    @router.get("/api/photos/{source}/{path:path}", summary="One row", responses=refusals(404, 422))
     def photo(source: int, path: str) -> dict:
         try:
             found, _ = library.row(source, path)
@@ -266,15 +301,18 @@ def picture_routes(library: Library, settings: Settings) -> APIRouter:
             raise HTTPException(422, f"{path}: {error}") from error
         return FileResponse(made, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
-    @router.get("/api/thumbnail/{source}/{path:path}", summary=f"A JPEG of the photo, at most {THUMBNAIL_SIDE} px")
+    @router.get("/api/thumbnail/{source}/{path:path}", summary=f"A JPEG of the photo, at most {THUMBNAIL_SIDE} px",
+                responses={200: {"content": {"image/jpeg": {}}}, **refusals(403, 404, 422)})
     def thumbnail(source: int, path: str) -> FileResponse:
         return picture(source, path, THUMBNAIL_SIDE)
 
-    @router.get("/api/large/{source}/{path:path}", summary=f"A JPEG of the photo, at most {LARGE_SIDE} px")
+    @router.get("/api/large/{source}/{path:path}", summary=f"A JPEG of the photo, at most {LARGE_SIDE} px",
+                responses={200: {"content": {"image/jpeg": {}}}, **refusals(403, 404, 422)})
     def large(source: int, path: str) -> FileResponse:
         return picture(source, path, LARGE_SIDE)
 
-    @router.get("/api/original/{source}/{path:path}", summary="The photo file itself")
+    @router.get("/api/original/{source}/{path:path}", summary="The photo file itself",
+                responses={200: {"content": {"image/*": {}}}, **refusals(403, 404, 422)})
     def original(source: int, path: str) -> FileResponse:
         try:
             return FileResponse(library.photo_file(source, path), headers={"Cache-Control": "private, no-cache"})
@@ -290,7 +328,8 @@ def review_routes(library: Library) -> APIRouter:
     """Saving a person's correction."""
     router = APIRouter()
 
-    @router.post("/api/reviews", summary="Save a correction (durably, before answering)")
+    @router.post("/api/reviews", summary="Save a correction (durably, before answering)",
+                 responses=refusals(400, 404, 422, 500))
     def save_review(review: ReviewIn) -> dict:
         try:
             item, warnings = library.save_review(review.source, review.path, review.reviewed_breed, review.reviewed_by)
@@ -308,10 +347,12 @@ def upload_routes(library: Library, tagger: Tagger, settings: Settings) -> APIRo
     router = APIRouter()
 
     upload_body = {"requestBody": {"content": {"multipart/form-data": {"schema": {
-        "type": "object", "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
-        "required": ["files"]}}}, "required": True}}
+        "type": "object", "required": ["files"], "properties": {"files": {
+            "type": "array", "items": {"type": "string", "format": "binary", "minLength": 1}, "minItems": 1,
+            "maxItems": MAX_UPLOAD_FILES}}}, "encoding": {"files": {"contentType": PHOTO_TYPES}}}}, "required": True}}
 
-    @router.post("/api/photos", summary="Add photos: kept in the intake folder, tagged at once", openapi_extra=upload_body)
+    @router.post("/api/photos", summary="Add photos: kept in the intake folder, tagged at once", openapi_extra=upload_body,
+                 responses=refusals(400, 411, 413, 422))
     async def add_photos(request: Request) -> JSONResponse:
         uploads = await _read_uploads(request, "files", MAX_UPLOAD_FILES)
         return await run_in_threadpool(keep_and_tag, uploads)
@@ -344,10 +385,11 @@ def predict_routes(settings: Settings, classifier: Callable[[], Classifier]) -> 
     predictor: list[Classifier] = []
 
     predict_body = {"requestBody": {"content": {"multipart/form-data": {"schema": {
-        "type": "object", "properties": {"photo": {"type": "string", "format": "binary"}},
-        "required": ["photo"]}}}, "required": True}}
+        "type": "object", "properties": {"photo": {"type": "string", "format": "binary", "minLength": 1}},
+        "required": ["photo"]}, "encoding": {"photo": {"contentType": PHOTO_TYPES}}}}, "required": True}}
 
-    @router.post("/api/predict", summary="The breeds of one photo (not kept), as a results row", openapi_extra=predict_body)
+    @router.post("/api/predict", summary="The breeds of one photo (not kept), as a results row", openapi_extra=predict_body,
+                 responses=refusals(400, 411, 413, 422))
     async def predict(request: Request) -> dict:
         ((name, data),) = await _read_uploads(request, "photo", 1)
         return await run_in_threadpool(predict_one, name, data)
@@ -411,6 +453,16 @@ async def _read_uploads(request: Request, field_name: str, max_files: int) -> li
         uploads.append((upload.filename or "", data))
     await form.close()
     return uploads
+
+
+def _allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """Every method some route of the app answers at `path` (for a 405's Allow header)."""
+    from starlette.routing import Match
+
+    scope = {"type": "http", "path": path, "method": "GET", "root_path": ""}
+    methods = {method for route in app.routes if getattr(route, "methods", None)
+               and route.matches(scope)[0] != Match.NONE for method in route.methods}
+    return sorted(methods)
 
 
 def _bearer(header: str | None) -> str | None:

@@ -25,6 +25,10 @@ from dogtag.edge_app.walk import printable_path
 from dogtag.review.library import Library, Source
 from dogtag.review.security import inside
 
+# How long an upload waits for a results file that another writer holds (a correction: milliseconds;
+# `dogtag watch` or `dogtag tag` on the intake: a whole pass, then the upload says so and is tagged later).
+BUSY_WAIT = 10.0
+
 
 @dataclass
 class Progress:
@@ -81,9 +85,9 @@ class Tagger:
             self.progress = Progress(state="tagging", folder=str(intake), total=len(photos))
             try:
                 if os.path.realpath(source.base) == os.path.realpath(intake):
-                    self._tag(source.folders, source.results, source.fmt)
+                    _when_free(lambda: self._tag(source.folders, source.results, source.fmt))
                 else:
-                    self._tag_into(source, intake)
+                    _when_free(lambda: self._tag_into(source, intake))
             except (TaggingError, ResultsFileError) as error:
                 self.progress = Progress(state="failed", folder=str(intake), message=str(error))
                 raise
@@ -146,3 +150,25 @@ def intake_source(library: Library, intake: Path) -> Source:
         if any(inside(folder, intake) for folder in source.folders):
             return source
     raise ValueError(f"{intake}: the intake folder is not inside any reviewed folder")
+
+
+def _when_free(action: Callable[[], None]) -> None:
+    """Run `action`, again while its results file is held by another writer (a correction being written
+    into it takes milliseconds), for at most BUSY_WAIT seconds; then the error says who holds it."""
+    deadline = time.monotonic() + BUSY_WAIT
+    while True:
+        try:
+            return action()
+        except (TaggingError, ResultsFileError) as error:
+            if not _busy(error) or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.05)
+
+
+def _busy(error: BaseException | None) -> bool:
+    """Whether the error comes from a results file's lock being held (and not from anything else)."""
+    while error is not None:
+        if isinstance(error, BlockingIOError):
+            return True
+        error = error.__cause__
+    return False

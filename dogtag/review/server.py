@@ -17,7 +17,7 @@ from dogtag.edge_app.breeds import model_label_map
 from dogtag.edge_app.classifier import Classifier, resolve_model
 from dogtag.edge_app.images import DEFAULT_MAX_PIXELS
 from dogtag.edge_app.learned import read_info
-from dogtag.edge_app.options import TagOptions
+from dogtag.edge_app.options import TagOptions, runtime_info_hidden
 from dogtag.review.jobs import Progress, Tagger
 from dogtag.review.learning import Learner
 from dogtag.review.library import Library
@@ -79,7 +79,7 @@ class ReviewServer:
         labels = model_label_map(read_info(model)).labels  # the names `dogtag tag` writes
         self.library = Library(folders, options.results, labels=labels, xmp=options.xmp)
         tagging = replace(options.tag_options(), model=str(model))
-        self.tagger = Tagger(self.library, tagging.classifier, cache, tagging)
+        self.tagger = Tagger(self.library, lambda: _quiet(tagging.classifier), cache, tagging)
         self.require_token = not is_loopback(options.host)
         if options.token or not self.require_token:
             self.token = options.token or new_token()
@@ -94,7 +94,8 @@ class ReviewServer:
             max_pixels=options.max_pixels, address=self.url if self.require_token else "",
         )
         self.learner = Learner(self.library, self.tagger)
-        self.app = create_app(self.library, self.tagger, settings, lambda: Classifier(model, num_threads=1), self.learner)
+        self.app = create_app(self.library, self.tagger, settings, lambda: _quiet(lambda: Classifier(model, num_threads=1)),
+                              self.learner)
         # log_config=None: uvicorn's own dictConfig would close every logging handler of the process
         # (pytest's among them); its warnings still reach stderr through Python's last-resort handler.
         self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", access_log=False, log_config=None))
@@ -166,3 +167,9 @@ def _hidden_below(folder: str, path: Path) -> bool:
     """Whether `path` lies in a hidden folder below `folder` (which `dogtag tag` never walks into)."""
     relative = os.path.relpath(os.path.realpath(path), os.path.realpath(folder))
     return any(part.startswith(".") and part not in (".", "..") for part in relative.split(os.sep))
+
+
+def _quiet(open_model: Callable[[], Classifier]) -> Classifier:
+    """The model, opened without LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate" line (as `dogtag tag`)."""
+    with runtime_info_hidden():
+        return open_model()

@@ -26,7 +26,9 @@ function photoUrl(kind, item) {
 }
 
 function percent(p) {
-  return p === null || p === undefined ? "" : `${Math.round(p * 100)}%`;
+  if (p === null || p === undefined) return "";
+  // Alternatives are listed down to 0.1 %: under 1 %, one decimal, so that 0.3 % never reads "0%".
+  return p > 0 && p < 0.0095 ? `${(p * 100).toFixed(1)}%` : `${Math.round(p * 100)}%`;
 }
 
 async function api(url, options = {}) {
