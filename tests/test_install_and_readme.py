@@ -58,7 +58,7 @@ def test_the_readme_opens_with_the_volunteers_page_and_leaves_the_developers_mat
     headings = re.findall(r"(?m)^## (.+)$", readme)
     first_screen = readme[:readme.index("## Tag photos")]
 
-    assert headings[:4] == ["Install", "Tag photos", "Review and correct the tags",
+    assert headings[:5] == ["Install", "Tag photos", "Review and correct the tags", "Learn from the corrections",
                             "Raspberry Pi: tag every new photo by itself"]
     assert "pip install . && dogtag tag" in first_screen
     for developer_word in ("pytest", "ruff", "real_data", "../shared", ".[all]", "Stanford"):
