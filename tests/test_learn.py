@@ -241,6 +241,17 @@ def test_names_are_merged_ignoring_case_spacing_and_match_the_models_own_labels(
     assert label_key("n02085620-Chihuahua") == label_key("chihuahua")
 
 
+def test_a_breed_corrected_under_its_display_name_or_a_nickname_is_the_models_own_label(shelter):
+    correct(shelter, "yellow_0.png", "Japanese Chin", "other")  # the display name of "Japanese spaniel"
+    correct(shelter, "yellow_1.png", "maltese", "other")  # Stanford's "Maltese dog", as the review page lists it
+    correct(shelter, "yellow_2.png", "Labradoodle", "other")  # no breed of the model: a new label
+    found = gather([shelter], [], TINY_LABELS)
+
+    assert {e.photo.name: e.label for e in found.examples} == {"yellow_0.png": "Japanese spaniel",
+                                                              "yellow_1.png": "Maltese dog"}
+    assert found.waiting == {"Labradoodle": 1}
+
+
 def test_embeddings_are_cached_and_a_changed_photo_is_computed_again(tiny_model, shelter, tmp_path):
     for i in range(4):
         correct(shelter, f"yellow_{i}.png", NEW_LABEL)

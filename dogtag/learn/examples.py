@@ -19,6 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dogtag.edge_app.breeds import model_breed_ids, model_label
 from dogtag.edge_app.images import PHOTO_SUFFIXES
 from dogtag.edge_app.results import default_results_path
 from dogtag.edge_app.reviews import NOT_A_DOG, read_review_log, reviews_path
@@ -62,14 +63,19 @@ def label_key(name: str) -> str:
 class LabelNames:
     """Maps what people wrote to labels: the base model's own where they match, else one spelling per new label."""
 
-    def __init__(self, base_labels: tuple[str, ...] | list[str]):
+    def __init__(self, base_labels: tuple[str, ...] | list[str], wnids: list[str] | None = None):
+        self.labels = list(base_labels)
+        self.breed_ids = model_breed_ids(self.labels, wnids)
         self.known = {label_key(label): label for label in base_labels}
         self.known.setdefault(label_key(NOT_A_DOG), NOT_A_DOG)
 
     def __call__(self, name: str) -> str:
         key = label_key(name)
         if key not in self.known:
-            self.known[key] = " ".join(_WNID_PREFIX.sub("", name).replace("_", " ").split())
+            # A breed's display name, old Stanford name or nickname ("Cairn Terrier", "yorkie") is the
+            # base label of that breed, not a new label.
+            plain = " ".join(_WNID_PREFIX.sub("", name).replace("_", " ").split())
+            self.known[key] = model_label(plain, self.labels, self.breed_ids) or plain
         return self.known[key]
 
 
@@ -106,10 +112,10 @@ def from_labeled_tree(root: str | os.PathLike, names: LabelNames, found: Example
 
 
 def gather(folders: list[str | os.PathLike], labeled: list[str | os.PathLike],
-           base_labels: tuple[str, ...]) -> Examples:
+           base_labels: tuple[str, ...], wnids: list[str] | None = None) -> Examples:
     """Every example in the folders' corrections and the labeled trees; new labels with fewer than
     MIN_PHOTOS_PER_LABEL photos are moved to `waiting`. A photo named twice keeps its last label."""
-    names = LabelNames(base_labels)
+    names = LabelNames(base_labels, wnids)
     found = Examples()
     for folder in folders:
         from_reviews(folder, names, found)

@@ -94,7 +94,7 @@ def learn(
     if base.features_output is None:
         raise ModelFileError(f"{base_path}: this model file has no features output, so nothing can be learned "
                              "on it; use a bundled model or re-export it with `dogtag export`")
-    found = gather(list(folders), list(labeled), base.info.labels)
+    found = gather(list(folders), list(labeled), base.info.labels, base.info.extra.get("wnids"))
     counts = found.counts()
     if not found.examples:
         raise NothingToLearn(_nothing_message(found, folders, labeled))
