@@ -139,6 +139,19 @@ def make_tiny_models(
     return files
 
 
+def tiny_model_with_bank(directory: Path) -> Path:
+    """The tiny int8 model with a bank beside it (embeddings of its own training photos), as a bundled model has."""
+    from dogtag.edge_app.model_file import read_model_info
+    from dogtag.edge_app.runtime import Model
+    from dogtag.learn.bank import bank_beside, write_bank
+
+    path = make_tiny_models(directory, formats=("tflite_int8",))["tflite_int8"]
+    photos, breeds, dogs = training_photos(90, len(TINY_LABELS), seed=7)
+    outputs = Model(path).run_all(photos[dogs > 0])
+    write_bank(bank_beside(path), outputs, breeds[dogs > 0], read_model_info(path), "tiny training photos")
+    return path
+
+
 def committed_tiny_models(directory: Path, variant: str = "standard") -> dict[str, Path]:
     """The committed tiny model files of `variant` (see tests/data/make_tiny_models.py), copied into
     `directory` so that a test may damage its copy; format name -> path. No TensorFlow needed."""

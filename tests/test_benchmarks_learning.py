@@ -16,11 +16,8 @@ from click.testing import CliRunner
 
 from dogtag.benchmarks.learning import main
 from dogtag.edge_app.classifier import Classifier
-from dogtag.edge_app.model_file import read_model_info
-from dogtag.edge_app.runtime import Model
-from dogtag.learn.bank import bank_beside, write_bank
 from tests.edge_fixtures import make_breed_photo
-from tests.model_fixtures import TINY_LABELS, make_tiny_models, training_photos
+from tests.model_fixtures import TINY_LABELS, tiny_model_with_bank
 
 FOLDERS = ("n02085620-Chihuahua", "n02085782-Japanese_spaniel", "n02085936-Maltese_dog")
 HELD_OUT = "Maltese dog"
@@ -29,11 +26,7 @@ HELD_OUT = "Maltese dog"
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
     """The tiny int8 model with a bank beside it, as a bundled model has."""
-    path = make_tiny_models(tmp_path_factory.mktemp("models"), formats=("tflite_int8",))["tflite_int8"]
-    photos, breeds, dogs = training_photos(90, len(TINY_LABELS), seed=7)
-    outputs = Model(path).run_all(photos[dogs > 0])
-    write_bank(bank_beside(path), outputs, breeds[dogs > 0], read_model_info(path), "tiny training photos")
-    return path
+    return tiny_model_with_bank(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture

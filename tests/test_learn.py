@@ -21,17 +21,16 @@ from click.testing import CliRunner
 from dogtag.cli import main
 from dogtag.edge_app.classifier import Classifier
 from dogtag.edge_app.learned import LEARNED_FILE
-from dogtag.edge_app.model_file import ModelFileError, read_model_info
+from dogtag.edge_app.model_file import ModelFileError
 from dogtag.edge_app.options import TagOptions
 from dogtag.edge_app.results import default_results_path, read_results
 from dogtag.edge_app.reviews import Review, append_review, reviews_path
 from dogtag.edge_app.runtime import Model
 from dogtag.edge_app.tagging import tag_folders
-from dogtag.learn.bank import bank_beside, write_bank
 from dogtag.learn.examples import gather, label_key
 from dogtag.learn.run import learn
 from tests.edge_fixtures import make_breed_photo
-from tests.model_fixtures import TINY_LABELS, make_tiny_models, training_photos
+from tests.model_fixtures import TINY_LABELS, make_tiny_models, tiny_model_with_bank
 
 YELLOW = 3  # breed_colour(3): a tint the tiny models were never trained on
 NEW_LABEL = "pit bull type"
@@ -47,11 +46,7 @@ def own_cache(tmp_path, monkeypatch) -> Path:
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
     """The tiny int8 model with its bank beside it: its own training photos, as a bundled model has."""
-    path = make_tiny_models(tmp_path_factory.mktemp("models"), formats=("tflite_int8",))["tflite_int8"]
-    photos, breeds, dogs = training_photos(90, len(TINY_LABELS), seed=7)
-    outputs = Model(path).run_all(photos[dogs > 0])
-    write_bank(bank_beside(path), outputs, breeds[dogs > 0], read_model_info(path), "tiny training photos")
-    return path
+    return tiny_model_with_bank(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="module")
