@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from dogtag.cli import main
+from dogtag.edge_app.breeds import hierarchical_keyword
 from dogtag.edge_app.classifier import Prediction
 from dogtag.edge_app.cli import describe_prediction
 from dogtag.edge_app.results import Row, format_for, read_results
@@ -88,7 +89,7 @@ def assert_files_agree_with_rows(folder: Path, sort_folder: Path) -> dict[str, R
         breed = row.breed if row.status == "dog" else None
         if sidecar.exists():
             _, hierarchical = read_keywords(sidecar)
-            assert [k for k in hierarchical if k.startswith("Dogs|")] == ([f"Dogs|{breed}"] if breed else []), path
+            assert [k for k in hierarchical if k.startswith("Dogs|")] == ([hierarchical_keyword(breed)] if breed else []), path
         else:
             assert breed is None, f"{path}: a dog without its sidecar"
         assert sorted_copies(sort_folder)[Path(path).name] == [sorted_folder_name(row)], path
@@ -114,7 +115,7 @@ def test_a_rerun_with_another_model_says_so_and_brings_every_sidecar_and_copy_in
     assert f"Changed since the last run: {len(changed)} changed breed" in result.output
     assert "Status|Adopted" in read_keywords(sidecar)[1], "what a person wrote stays"
     breed = after["dog0.jpg"].breed
-    assert_exiftool_reads(sidecar, [breed], ["Status|Adopted", f"Dogs|{breed}"])
+    assert_exiftool_reads(sidecar, [breed], ["Status|Adopted", hierarchical_keyword(breed)])
 
 
 def test_a_rerun_with_other_thresholds_says_what_changes_without_tagging_again(tmp_path):

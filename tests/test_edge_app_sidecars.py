@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from dogtag.cli import main
+from dogtag.edge_app.breeds import hierarchical_keyword
 from dogtag.edge_app.results import read_results
 from dogtag.edge_app.xmp import PHOTO_EXT_XMP, add_breed_keyword, read_keywords, set_breed_keyword
 from tests.review_fixtures import draw_dog
@@ -114,11 +115,11 @@ def test_the_breed_merged_into_an_exiftool_sidecar_is_seen_by_exiftool_and_every
     assert add_breed_keyword(tmp_path / "max.jpg", "bloodhound") is True
 
     sidecar = tmp_path / "max.xmp"
-    assert read_keywords(sidecar) == (["Adopted", "Kennel 4", "bloodhound"], ["Status|Adopted", "Dogs|bloodhound"])
+    assert read_keywords(sidecar) == (["Adopted", "Kennel 4", "bloodhound"], ["Status|Adopted", hierarchical_keyword("bloodhound")])
     text = sidecar.read_text(encoding="utf-8")
     assert text.count("<lr:hierarchicalSubject>") == 1, "one hierarchical keyword list, not two"
     assert text.startswith("<?xpacket begin=") and text.rstrip().endswith("<?xpacket end='w'?>")
-    tags = assert_exiftool_reads(sidecar, ["Adopted", "Kennel 4", "bloodhound"], ["Status|Adopted", "Dogs|bloodhound"])
+    tags = assert_exiftool_reads(sidecar, ["Adopted", "Kennel 4", "bloodhound"], ["Status|Adopted", hierarchical_keyword("bloodhound")])
     assert (tags["Rating"], tags["Description"]) == (4, "Friendly")
 
 
@@ -130,8 +131,8 @@ def test_a_sidecar_with_a_duplicated_keyword_list_is_repaired_at_the_next_run(tm
 
     sidecar = tmp_path / "max.xmp"
     assert sidecar.read_text(encoding="utf-8").count("hierarchicalSubject>") == 2, "one opening, one closing tag"
-    assert read_keywords(sidecar) == (["Adopted", "Kennel 4", "bloodhound"], ["Dogs|bloodhound", "Status|Adopted"])
-    assert_exiftool_reads(sidecar, ["Adopted", "Kennel 4", "bloodhound"], ["Dogs|bloodhound", "Status|Adopted"])
+    assert read_keywords(sidecar) == (["Adopted", "Kennel 4", "bloodhound"], ["Status|Adopted", hierarchical_keyword("bloodhound")])
+    assert_exiftool_reads(sidecar, ["Adopted", "Kennel 4", "bloodhound"], ["Status|Adopted", hierarchical_keyword("bloodhound")])
 
 
 def test_a_corrected_breed_replaces_dogtags_keywords_in_the_block_that_holds_them(tmp_path):
@@ -141,8 +142,8 @@ def test_a_corrected_breed_replaces_dogtags_keywords_in_the_block_that_holds_the
     set_breed_keyword(tmp_path / "max.jpg", "redbone")
 
     sidecar = tmp_path / "max.xmp"
-    assert read_keywords(sidecar) == (["Adopted", "Kennel 4", "redbone"], ["Status|Adopted", "Dogs|redbone"])
-    assert_exiftool_reads(sidecar, ["Adopted", "Kennel 4", "redbone"], ["Status|Adopted", "Dogs|redbone"])
+    assert read_keywords(sidecar) == (["Adopted", "Kennel 4", "redbone"], ["Status|Adopted", hierarchical_keyword("redbone")])
+    assert_exiftool_reads(sidecar, ["Adopted", "Kennel 4", "redbone"], ["Status|Adopted", hierarchical_keyword("redbone")])
     set_breed_keyword(tmp_path / "max.jpg", None)
     assert read_keywords(sidecar) == (["Adopted", "Kennel 4"], ["Status|Adopted"])
     assert_exiftool_reads(sidecar, ["Adopted", "Kennel 4"], ["Status|Adopted"])
@@ -150,7 +151,7 @@ def test_a_corrected_breed_replaces_dogtags_keywords_in_the_block_that_holds_the
 
 def test_a_new_sidecar_is_valid_for_exiftool_and_holds_no_empty_keyword_list(tmp_path):
     add_breed_keyword(tmp_path / "rex.jpg", "beagle")
-    assert_exiftool_reads(tmp_path / "rex.xmp", ["beagle"], ["Dogs|beagle"])
+    assert_exiftool_reads(tmp_path / "rex.xmp", ["beagle"], [hierarchical_keyword("beagle")])
 
     set_breed_keyword(tmp_path / "rex.jpg", None)
 
@@ -196,9 +197,9 @@ def test_the_sidecar_a_photo_already_has_is_used_whichever_way_it_is_named(tmp_p
     add_breed_keyword(tmp_path / "max.jpg", "bloodhound", new_name=PHOTO_EXT_XMP)
 
     assert sorted(path.name for path in tmp_path.iterdir()) == ["lucky.jpg.xmp", "max.xmp"], "no second sidecar"
-    assert read_keywords(tmp_path / "lucky.jpg.xmp") == (["Vaccinated", "vizsla"], ["Vaccinated", "Dogs|vizsla"])
+    assert read_keywords(tmp_path / "lucky.jpg.xmp") == (["Vaccinated", "vizsla"], ["Vaccinated", hierarchical_keyword("vizsla")])
     assert "<digiKam:TagsList>" in (tmp_path / "lucky.jpg.xmp").read_text(encoding="utf-8")
-    assert_exiftool_reads(tmp_path / "lucky.jpg.xmp", ["Vaccinated", "vizsla"], ["Vaccinated", "Dogs|vizsla"])
+    assert_exiftool_reads(tmp_path / "lucky.jpg.xmp", ["Vaccinated", "vizsla"], ["Vaccinated", hierarchical_keyword("vizsla")])
 
 
 def test_a_photo_with_sidecars_of_both_names_gets_the_breed_in_both(tmp_path):
@@ -208,8 +209,8 @@ def test_a_photo_with_sidecars_of_both_names_gets_the_breed_in_both(tmp_path):
     add_breed_keyword(tmp_path / "lucky.jpg", "vizsla")
     set_breed_keyword(tmp_path / "lucky.jpg", "redbone")
 
-    assert read_keywords(tmp_path / "lucky.jpg.xmp") == (["Vaccinated", "redbone"], ["Vaccinated", "Dogs|redbone"])
-    assert read_keywords(tmp_path / "lucky.xmp") == (["Adopted", "Kennel 4", "redbone"], ["Status|Adopted", "Dogs|redbone"])
+    assert read_keywords(tmp_path / "lucky.jpg.xmp") == (["Vaccinated", "redbone"], ["Vaccinated", hierarchical_keyword("redbone")])
+    assert read_keywords(tmp_path / "lucky.xmp") == (["Adopted", "Kennel 4", "redbone"], ["Status|Adopted", hierarchical_keyword("redbone")])
 
 
 def test_new_sidecars_are_named_photo_xmp_unless_photo_jpg_xmp_is_asked_for_or_the_name_is_shared(tmp_path):
@@ -222,7 +223,7 @@ def test_new_sidecars_are_named_photo_xmp_unless_photo_jpg_xmp_is_asked_for_or_t
     assert sorted(path.name for path in tmp_path.iterdir()) == [
         "bella.jpg.xmp", "bella.xmp", "lucky.jpg.xmp", "max.jpg.xmp", "rex.xmp"]
     assert (tmp_path / "bella.xmp").read_text(encoding="utf-8") == EXIFTOOL_SIDECAR, "a shared name's is left alone"
-    assert read_keywords(tmp_path / "lucky.jpg.xmp") == (["vizsla"], ["Dogs|vizsla"])
+    assert read_keywords(tmp_path / "lucky.jpg.xmp") == (["vizsla"], [hierarchical_keyword("vizsla")])
 
 
 def test_dogtag_tag_xmp_adds_the_breed_to_the_sidecars_other_programs_made(tmp_path):
@@ -238,13 +239,13 @@ def test_dogtag_tag_xmp_adds_the_breed_to_the_sidecars_other_programs_made(tmp_p
     breed = breeds(folder / "dogtag-results.csv")
     assert sorted(path.name for path in folder.glob("*.xmp")) == ["lucky.jpg.xmp", "max.xmp"]
     assert read_keywords(folder / "max.xmp") == (
-        ["Adopted", "Kennel 4", breed["max.jpg"]], ["Status|Adopted", f"Dogs|{breed['max.jpg']}"])
+        ["Adopted", "Kennel 4", breed["max.jpg"]], ["Status|Adopted", hierarchical_keyword(breed['max.jpg'])])
     assert read_keywords(folder / "lucky.jpg.xmp") == (
-        ["Vaccinated", breed["lucky.jpg"]], ["Vaccinated", f"Dogs|{breed['lucky.jpg']}"])
+        ["Vaccinated", breed["lucky.jpg"]], ["Vaccinated", hierarchical_keyword(breed['lucky.jpg'])])
     assert_exiftool_reads(folder / "max.xmp", ["Adopted", "Kennel 4", breed["max.jpg"]],
-                          ["Status|Adopted", f"Dogs|{breed['max.jpg']}"])
+                          ["Status|Adopted", hierarchical_keyword(breed['max.jpg'])])
     assert_exiftool_reads(folder / "lucky.jpg.xmp", ["Vaccinated", breed["lucky.jpg"]],
-                          ["Vaccinated", f"Dogs|{breed['lucky.jpg']}"])
+                          ["Vaccinated", hierarchical_keyword(breed['lucky.jpg'])])
 
 
 def test_xmp_name_photo_jpg_xmp_names_new_sidecars_as_digikam_and_darktable_read_them(tmp_path):
@@ -258,5 +259,5 @@ def test_xmp_name_photo_jpg_xmp_names_new_sidecars_as_digikam_and_darktable_read
     assert result.exit_code == 0, result.output
     breed = breeds(folder / "dogtag-results.csv")
     assert sorted(path.name for path in folder.glob("*.xmp")) == ["max.xmp", "rex.jpg.xmp"], "max keeps its own"
-    assert_exiftool_reads(folder / "rex.jpg.xmp", [breed["rex.jpg"]], [f"Dogs|{breed['rex.jpg']}"])
+    assert_exiftool_reads(folder / "rex.jpg.xmp", [breed["rex.jpg"]], [hierarchical_keyword(breed['rex.jpg'])])
     assert "--xmp-name [photo.xmp|photo.jpg.xmp]" in CliRunner().invoke(main, ["tag", "--help"]).output

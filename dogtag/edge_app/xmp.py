@@ -97,8 +97,14 @@ def add_breed_keyword(
     Returns True when a sidecar was written, False when they already had both tags (then they are not
     touched). Writing is atomic (temporary file, then rename). Which sidecars: see `sidecar_paths`.
     """
-    return _update(sidecar_paths(photo, shared_name, new_name),
-                   lambda text, source: merge_keywords(text, [breed], [hierarchical_keyword(breed)], source))
+    def edit(text: str, source: str) -> str | None:
+        # A keyword an earlier Dogtag wrote for this breed in the old form (`Dogs|<breed>`, before the
+        # kennel-club group) is replaced, not left beside the new one.
+        if f"{KEYWORD_ROOT}|{breed}<" in text and hierarchical_keyword(breed) != f"{KEYWORD_ROOT}|{breed}":
+            return replace_breed(text, breed, source)
+        return merge_keywords(text, [breed], [hierarchical_keyword(breed)], source)
+
+    return _update(sidecar_paths(photo, shared_name, new_name), edit)
 
 
 def set_breed_keyword(
