@@ -378,10 +378,10 @@ cp /intake/dogtag-results.csv /out/watch.csv; echo "exit $status"
 # not the point here, running the whole stage without TensorFlow is), then `dogtag tag` with the result.
 LEARN_SCRIPT = (
     "cd /src && . .venv/bin/activate && mkdir -p /learnset/blob /learnset/noise"
-    " && cp /photos/gradient.jpg /photos/upright.jpg /photos/photo.webp /learnset/blob/"
-    " && cp /photos/kennel/noise-*.png /learnset/noise/"
+    " && cp /photos/generated/gradient.jpg /photos/generated/upright.jpg /photos/generated/photo.webp /learnset/blob/"
+    " && cp /photos/generated/kennel/noise-*.png /learnset/noise/"
     " && DOGTAG_CACHE=/out/cache dogtag learn --labeled /learnset --out /out/learned --model dogtag/models/{model} --force"
-    " && dogtag tag /photos --model /out/learned --out /out/learned.csv; test $? -le 1"
+    " && {{ dogtag tag /photos --model /out/learned --out /out/learned.csv; test $? -le 1; }}"
 )
 
 
@@ -414,6 +414,8 @@ def check_arm64(root: Path, photos: Path, out: Path, log) -> tuple[list[Comparis
              f"dogtag/models/{model.name} --out /out/{model.name}.csv", ok=(0, 1))
     if tflite:  # the learning loop on the base install: --labeled folders in, a learned model out, tag with it
         step("dogtag learn", LEARN_SCRIPT.format(model=tflite[0].name))
+        if not (root / "out" / "learned" / "learned.json").is_file():
+            raise CheckFailed("dogtag learn on arm64 wrote no learned model (out/learned/learned.json)")
         learned = json.loads((root / "out" / "learned" / "learned.json").read_text())
         rows = read_rows(root / "out" / "learned.csv")
         if learned["labels"][-2:] != ["blob", "noise"] or len(rows) < 3:
