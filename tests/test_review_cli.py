@@ -35,6 +35,9 @@ def start_review(*args: str, config: Path | None = None) -> tuple[subprocess.Pop
         [sys.executable, "-c", "from dogtag.cli import main; main()", "review", *args, "--no-browser", "--port", "0",
          "--model", MODEL],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8", env=env,
+        # Ctrl-C as a terminal gives it: a job started with `nohup ... &` passes SIGINT on ignored, and then
+        # `stop` would wait for a server that never hears it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     line = process.stdout.readline()
     if not line.startswith("Dogtag review: "):
