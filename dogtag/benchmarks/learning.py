@@ -57,7 +57,17 @@ from dogtag.edge_app.reviews import Review, append_review, reviews_path
 from dogtag.edge_app.runtime import Model, Outputs
 from dogtag.learn.bank import find_bank
 from dogtag.learn.examples import label_key
-from dogtag.learn.fit import NOT_A_DOG_LABEL, FitOptions, Split, fit, folds, predict, projection
+from dogtag.learn.fit import (
+    NOT_A_DOG_LABEL,
+    ClassStats,
+    FitOptions,
+    Split,
+    class_stats,
+    fit,
+    folds,
+    predict,
+    projection,
+)
 from dogtag.train.dataset import Dataset, load_split
 from dogtag.train.wild import DEFAULT_WILD, wild_metrics, wild_split
 
@@ -198,6 +208,7 @@ def new_labels(model: Model, stanford: Path, cache_root: Path, options: FitOptio
     row_of = {sample: row for row, sample in enumerate(every)}
     bank = _bank_without(model, split)
     space = projection(bank.outputs.features, options.rank)
+    stats = _stats_without(model, train, train_order, split, cache_root, log)
     base_test = Split(split.outputs(test_outputs), split.labels(test_labels))
     is_new = np.isin(test_labels, split.held)
     base_right = base_test.outputs.breeds.argmax(1) == base_test.labels
@@ -212,7 +223,7 @@ def new_labels(model: Model, stanford: Path, cache_root: Path, options: FitOptio
             labels = split.labels(train_order[[train.samples[i].label for i in draws_rows[(k, seed)]]])
             examples = Split(split.outputs(_rows(train_outputs, rows)), labels)
             began = time.perf_counter()
-            head = fit(examples, bank, len(model.info.labels), len(split.keep), options, space)
+            head = fit(examples, bank, len(model.info.labels), len(split.keep), options, space, stats)
             seconds = time.perf_counter() - began
             right = predict(head, base_test).breeds.argmax(1) == base_test.labels
             runs.append({"seed": seed, "top1_new": _mean(right[is_new]), "top1_others": _mean(right[~is_new]),
@@ -240,6 +251,17 @@ def _bank_without(model: Model, split: Without) -> Split:
     rows = np.flatnonzero(np.isin(bank.labels, split.keep))
     outputs = Outputs(bank.breeds[rows], bank.dog[rows], bank.features[rows])
     return Split(split.outputs(outputs), split.labels(bank.labels[rows]))
+
+
+def _stats_without(model: Model, train: Dataset, order: np.ndarray, split: Without, cache_root: Path,
+                   log: Callable[[str], None]) -> ClassStats:
+    """The kept breeds' ClassStats from all their training photos, as the bank's are made from all
+    120 (dogtag.learn.bank): the held-out breeds take no part, not even in the shared covariance."""
+    labels = order[[s.label for s in train.samples]]
+    rows = np.flatnonzero(np.isin(labels, split.keep))
+    log(f"new labels: {len(rows)} training photos of the other breeds (their statistics)")
+    outputs = embed(model, [train.samples[i].path for i in rows], cache_root, log=log)
+    return class_stats(outputs.features, split.labels(labels[rows]), len(split.keep))
 
 
 def _rows(outputs: Outputs, rows: list[int] | np.ndarray) -> Outputs:

@@ -13,14 +13,30 @@ features (its "features" output). The head keeps the base's answer as a prior an
 read from the features:
 
     logits[label]  = log(base probability + EPS)       for the base's labels
-                   = log(EPS)                          for labels the base does not have
+                   = NewLabels.logits                  for labels the base does not have
     logits[c]     += standardised features @ weights[:, j] + bias[j]  for the classes c = classes[j] it corrects
     breeds         = softmax(logits)
     dog            = sigmoid(logit(base dog) + standardised features @ dog_weights + dog_bias)
 
-With weights and bias zero it answers exactly as the base model (up to EPS): everything learned is a
-departure from what the base knew, which is how `dogtag learn` keeps the 120 breeds while adding
-new ones. Only numpy here: the Pi runs it without TensorFlow.
+With weights and bias zero it answers exactly as the base model (up to EPS) on the base's labels:
+everything learned is a departure from what the base knew, which is how `dogtag learn` keeps the 120
+breeds while adding new ones.
+
+A new label (one the base does not have) is scored against the breeds its photos looked like to the
+base, its parents (a Lhasa's: Shih-Tzu, Tibetan terrier), in a whitened feature space where every
+base breed has a mean (from all its training photos, shipped in the bank) and the new label has the
+mean of its photos:
+
+    mass     = sum_j parents[j] * base probability[j]            how much the photo looks like the parents
+    logit    = log(mass + EPS) + sharpness * (g_new - sum_j share_j * g_j)
+    g_m      = mean_m . u - |mean_m|^2 / 2                        the linear discriminant of mean m (u: whitened features)
+    share_j  = parents[j] * base probability[j] / mass
+
+so a new label only competes with its parents (a beagle photo never becomes "Lhasa"), and among them
+wins where the photo sits nearer the label's own photos than the parent breeds' means (shared
+covariance, as in linear discriminant analysis). Without NewLabels (a head written before them) a
+new label starts at log(EPS) and has only its correction. Only numpy here: the Pi runs it without
+TensorFlow.
 """
 
 from __future__ import annotations
@@ -47,6 +63,49 @@ EPS = 1e-4
 
 
 @dataclass(frozen=True)
+class NewLabels:
+    """How the labels the base does not have are scored (module docstring); k new labels, r whitened dims."""
+
+    mean: np.ndarray  # (d,) features are standardised with these, then whitened by transform
+    scale: np.ndarray  # (d,)
+    transform: np.ndarray  # (d, r)
+    base_means: np.ndarray  # (base labels, r) each base breed's mean (zero: a breed without photos)
+    parents: np.ndarray  # (k, base labels) what the base called each new label's photos, summing to 1
+    means: np.ndarray  # (k, r) each new label's mean
+    sharpness: float  # how far the discriminant moves the logits
+
+    def whiten(self, features: np.ndarray) -> np.ndarray:
+        """Features in the whitened space the means live in."""
+        return ((np.asarray(features, np.float32) - self.mean) / self.scale) @ self.transform
+
+    def logits(self, base_breeds: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """(n, k) logits of the new labels."""
+        u = self.whiten(features)
+        base = np.asarray(base_breeds, np.float32)
+        g_base = u @ self.base_means.T - 0.5 * (self.base_means**2).sum(1)
+        g_new = u @ self.means.T - 0.5 * (self.means**2).sum(1)
+        mass = base @ self.parents.T
+        weighted = (base * g_base) @ self.parents.T
+        reference = np.divide(weighted, mass, out=np.zeros_like(weighted), where=mass > 0)
+        return (np.log(mass + EPS) + self.sharpness * (g_new - reference)).astype(np.float32)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Its arrays, named new_* beside the head's own in head.npz."""
+        arrays = {f"new_{name}": np.asarray(getattr(self, name), np.float32)
+                  for name in ("mean", "scale", "transform", "base_means", "parents", "means")}
+        return arrays | {"new_sharpness": np.array(self.sharpness, np.float32)}
+
+    @classmethod
+    def from_arrays(cls, arrays) -> NewLabels | None:
+        """The new labels saved by `arrays`; None in a head written before they existed."""
+        if "new_means" not in arrays:
+            return None
+        return cls(**{name: arrays[f"new_{name}"].astype(np.float32)
+                      for name in ("mean", "scale", "transform", "base_means", "parents", "means")},
+                   sharpness=float(arrays["new_sharpness"]))
+
+
+@dataclass(frozen=True)
 class Head:
     """The arrays of a learned head (see the module docstring); d features, k corrected classes."""
 
@@ -59,6 +118,7 @@ class Head:
     labels: int  # all labels: the base's, then the new ones
     dog_weights: np.ndarray | None = None  # (d,) None: the base's dog probability, unchanged
     dog_bias: float = 0.0
+    new_labels: NewLabels | None = None  # None: new labels start at log(EPS) (see the module docstring)
 
     def standardise(self, features: np.ndarray) -> np.ndarray:
         """Features as the weights read them."""
@@ -68,6 +128,8 @@ class Head:
         """(n, labels) logits from the base's probabilities and the photos' features."""
         offset = np.full((len(base_breeds), self.labels), np.log(EPS), np.float32)
         offset[:, : self.base_labels] = np.log(np.asarray(base_breeds, np.float32) + EPS)
+        if self.new_labels is not None:
+            offset[:, self.base_labels :] = self.new_labels.logits(base_breeds, features)
         if len(self.classes):
             offset[:, self.classes] += self.standardise(features) @ self.weights + self.bias
         return offset
@@ -90,6 +152,8 @@ class Head:
         if self.dog_weights is not None:
             arrays["dog_weights"] = np.asarray(self.dog_weights, np.float32)
             arrays["dog_bias"] = np.array(self.dog_bias, np.float32)
+        if self.new_labels is not None:
+            arrays |= self.new_labels.arrays()
         return arrays
 
     @classmethod
@@ -102,6 +166,7 @@ class Head:
             bias=arrays["bias"].astype(np.float32), base_labels=base_labels, labels=labels,
             dog_weights=arrays["dog_weights"].astype(np.float32) if "dog_weights" in arrays else None,
             dog_bias=float(arrays["dog_bias"]) if "dog_bias" in arrays else 0.0,
+            new_labels=NewLabels.from_arrays(arrays),
         )
 
 

@@ -9,8 +9,12 @@ the bundled int8 model itself, stored compressed as float16 in dogtag/models/ban
 
 How the bundled banks were made (needs scipy to read the split's .mat list; nothing else here does):
 
-    python -m dogtag.learn.bank accurate ../shared/datasets/stanford-dogs
+    python -m dogtag.learn.bank accurate ../shared/datasets/stanford-dogs [EMBEDDING-CACHE-FOLDER]
     python -m dogtag.learn.bank fast ../shared/datasets/stanford-dogs
+
+Every training photo is embedded (about 8 minutes for accurate on two cores; an embedding cache
+folder, e.g. the learning benchmark's cache/learning, is reused where it has them): the bank keeps
+PER_BREED of them, and the breeds' ClassStats (means, shared covariance) come from all of them.
 
 A bank belongs to the network it came from: it is used with a base model file that was exported
 from the same Keras model (model info export.keras_model_version, so TFLite and ONNX share a bank).
@@ -28,10 +32,10 @@ from pathlib import Path
 import numpy as np
 
 from dogtag import models as bundled
-from dogtag.edge_app.embeddings import embed_photos
+from dogtag.edge_app.embeddings import EmbeddingCache, embed_photos
 from dogtag.edge_app.model_file import ModelInfo
 from dogtag.edge_app.runtime import Model, Outputs
-from dogtag.learn.fit import FitOptions, Projection, projection
+from dogtag.learn.fit import ClassStats, FitOptions, Projection, class_stats, projection
 
 PER_BREED = 10
 SEED = 0
@@ -47,6 +51,7 @@ class Bank:
     labels: np.ndarray  # (n,) int: index into the base model's labels
     source: str  # what it was made from, for the model card
     space: Projection  # standardisation and PCA basis of its features (fit.projection), computed once
+    stats: ClassStats  # the breeds in a whitened space, from every training photo (fit.class_stats)
 
 
 def network_version(info: ModelInfo) -> str:
@@ -77,31 +82,43 @@ def find_bank(info: ModelInfo, model_path: str | os.PathLike | None = None,
             continue
         with np.load(path) as data:
             if str(data["network"]) == network_version(info) and tuple(data["label_names"]) == info.labels:
-                bank = Bank(data["features"].astype(np.float32), data["breeds"].astype(np.float32),
-                            data["dog"].astype(np.float32), data["labels"].astype(np.int64), str(data["source"]),
-                            Projection(data["mean"].astype(np.float32), data["scale"].astype(np.float32),
-                                       data["basis"].astype(np.float32)))
+                features, labels = data["features"].astype(np.float32), data["labels"].astype(np.int64)
+                if "stats_means" in data:
+                    stats = ClassStats(*(data[f"stats_{name}"].astype(np.float32)
+                                         for name in ("mean", "scale", "transform", "means")))
+                else:  # a bank written before stats: its own photos' (fewer than all training photos)
+                    stats = class_stats(features, labels, len(info.labels))
+                bank = Bank(features, data["breeds"].astype(np.float32), data["dog"].astype(np.float32), labels,
+                            str(data["source"]), Projection(data["mean"].astype(np.float32),
+                                                            data["scale"].astype(np.float32),
+                                                            data["basis"].astype(np.float32)), stats)
                 return bank, path
     return None
 
 
-def write_bank(out: str | os.PathLike, outputs: Outputs, labels: np.ndarray, info: ModelInfo, source: str) -> Path:
-    """Save a bank: the base model's outputs for labelled photos (labels index info.labels), and the
-    projection that heads are fitted in (fit.projection of its features)."""
+def write_bank(out: str | os.PathLike, outputs: Outputs, labels: np.ndarray, info: ModelInfo, source: str,
+               stats: ClassStats | None = None) -> Path:
+    """Save a bank: the base model's outputs for labelled photos (labels index info.labels), the
+    projection that heads are fitted in (fit.projection of its features), and the breeds' ClassStats
+    (None: from these photos)."""
     space = projection(outputs.features, FitOptions().rank)
+    stats = stats or class_stats(outputs.features, labels, len(info.labels))
     np.savez_compressed(
         out, features=outputs.features.astype(np.float16), breeds=outputs.breeds.astype(np.float16),
         dog=(outputs.dog if outputs.dog is not None else np.ones(len(labels))).astype(np.float16),
         labels=np.asarray(labels).astype(np.int16), label_names=np.array(info.labels),
         network=np.array(network_version(info)), source=np.array(source),
         mean=space.mean, scale=space.scale, basis=space.basis.astype(np.float16),
+        stats_mean=stats.mean, stats_scale=stats.scale, stats_transform=stats.transform.astype(np.float16),
+        stats_means=stats.means.astype(np.float16),
     )
     return Path(out)
 
 
 def build_bank(model_path: str | os.PathLike, stanford: str | os.PathLike, out: str | os.PathLike,
-               per_breed: int = PER_BREED) -> Path:
-    """Embed `per_breed` random TRAIN photos of each breed through the model file; write the bank."""
+               per_breed: int = PER_BREED, cache: EmbeddingCache | None = None) -> Path:
+    """Embed every TRAIN photo through the model file (`cache`: an embedding cache to reuse); write
+    the bank: `per_breed` random photos of each breed, and the breeds' ClassStats from all of them."""
     from scipy.io import loadmat
 
     model = Model(model_path)
@@ -117,17 +134,21 @@ def build_bank(model_path: str | os.PathLike, stanford: str | os.PathLike, out: 
     for label in range(len(folders)):
         members = np.flatnonzero(classes == label)
         chosen.extend(int(i) for i in rng.choice(members, min(per_breed, len(members)), replace=False))
-    photos = [stanford / "Images" / files[i] for i in chosen]
-    embedded = embed_photos(model, photos, cache=None,
+    embedded = embed_photos(model, [stanford / "Images" / name for name in files], cache=cache,
                             progress=lambda done, total: print(f"\r{done}/{total}", end="", file=sys.stderr))
     if embedded.failed:
         raise ValueError(f"unreadable training photos: {embedded.failed}")
-    return write_bank(out, embedded.outputs, classes[chosen], model.info,
+    every = embedded.outputs
+    stats = class_stats(every.features, classes, len(model.info.labels))
+    rows = np.array(chosen)
+    bank = Outputs(every.breeds[rows], None if every.dog is None else every.dog[rows], every.features[rows])
+    return write_bank(out, bank, classes[rows], model.info,
                       f"{per_breed} photos per breed from Stanford Dogs' train split (seed {SEED}), "
-                      f"through {Path(model_path).name}")
+                      f"through {Path(model_path).name}; breed statistics from all {len(files)} of its photos", stats)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # python -m dogtag.learn.bank NAME STANFORD [EMBEDDING-CACHE-FOLDER]
     name, root = sys.argv[1], sys.argv[2]
     tflite, _ = bundled.bundled_files(name)
-    print(build_bank(tflite, root, bank_path(name)))
+    reused = EmbeddingCache(Model(tflite).info.model_version, Path(sys.argv[3])) if len(sys.argv) > 3 else None
+    print(build_bank(tflite, root, bank_path(name), cache=reused))

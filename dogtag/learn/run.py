@@ -110,8 +110,8 @@ def learn(
     bank_split = _bank_split(found_bank[0] if found_bank else bank or None)
     options = options or FitOptions(min_dog=base.info.min_dog)
     seconds = {"embedding": time.perf_counter() - began}
-    space = found_bank[0].space if found_bank else None
-    evaluation = kfold(examples, bank_split, labels, len(base.info.labels), k, options, space=space)
+    space, stats = (found_bank[0].space, found_bank[0].stats) if found_bank else (None, None)
+    evaluation = kfold(examples, bank_split, labels, len(base.info.labels), k, options, space=space, stats=stats)
     seconds["k-fold"] = time.perf_counter() - began - seconds["embedding"]
     accepted, reason = judge(evaluation)
     thresholds = {"min_confidence": rederived_min_confidence(evaluation, base.info.min_confidence),
@@ -119,7 +119,7 @@ def learn(
     report = LearnReport(base_path, labels, found, embedded.failed, embedded.computed, evaluation, thresholds,
                          accepted, reason, seconds=seconds)
     if out is not None and (accepted or force):
-        head = fit(examples, bank_split, len(labels), len(base.info.labels), options, space)
+        head = fit(examples, bank_split, len(labels), len(base.info.labels), options, space, stats)
         digest = hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in head.arrays().values()))
         version = f"{base.info.model_version}+learned-{digest.hexdigest()[:10]}"
         learned = {"base_model": str(base_path.name), "base_model_version": base.info.model_version,
