@@ -373,6 +373,7 @@ def test_learn_from_the_review_page_switches_to_the_learned_model_and_keeps_the_
         status = client.get("/api/learn").json()
         items = {item["path"]: item for item in client.get("/api/photos", params={"limit": 500}).json()["items"]}
         again = client.post("/api/reviews", json={"path": "yellow_4.png", "reviewed_breed": NEW_LABEL})
+        predicted = client.post("/api/predict", files={"photo": ("new.png", (shelter / "yellow_4.png").read_bytes())})
     finally:
         server.socket.close()
 
@@ -385,6 +386,7 @@ def test_learn_from_the_review_page_switches_to_the_learned_model_and_keeps_the_
     assert items["Chihuahua_1.png"]["reviewed_breed"] == "Japanese spaniel", "the volunteer's answer is kept"
     assert items["yellow_0.png"]["reviewed_breed"] == NEW_LABEL
     assert again.json()["item"]["reviewed_breed"] == NEW_LABEL
+    assert predicted.json()["breed"] == NEW_LABEL, "/api/predict answers with the learned model too"
     log = (shelter / "dogtag-results.reviews.jsonl").read_text().splitlines()
     assert json.loads(log[-1])["kind"] == "breed", "the page now knows the learned label"
 

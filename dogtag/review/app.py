@@ -134,8 +134,9 @@ class BreedsOut(BaseModel):
 
 def create_app(library: Library, tagger: Tagger, settings: Settings, classifier: Callable[[], Classifier],
                learner: Learner | None = None) -> FastAPI:
-    """The FastAPI app over a library of tagged folders; `classifier` opens the model for /api/predict,
-    `learner` runs "Learn from N corrections" (review.learning)."""
+    """The FastAPI app over a library of tagged folders; `classifier()` gives the model of the moment
+    for /api/predict (opened once per model: a Learn switch changes it), `learner` runs "Learn from N
+    corrections" (review.learning)."""
     # FastAPIOffline: FastAPI whose /docs and /redoc load their scripts from this server, not from a CDN.
     app = FastAPIOffline(title="Dogtag review", version=__version__, description=__doc__.split("\n\n")[0])
     app.middleware("http")(guard(settings))
@@ -382,7 +383,6 @@ def predict_routes(settings: Settings, classifier: Callable[[], Classifier]) -> 
     """The breeds of one photo, not kept; the model is opened on first use and shared under a lock."""
     router = APIRouter()
     predict_lock = threading.Lock()
-    predictor: list[Classifier] = []
 
     predict_body = {"requestBody": {"content": {"multipart/form-data": {"schema": {
         "type": "object", "properties": {"photo": {"type": "string", "format": "binary", "minLength": 1}},
@@ -401,9 +401,7 @@ def predict_routes(settings: Settings, classifier: Callable[[], Classifier]) -> 
             file.write(data)
             file.flush()
             with predict_lock:
-                if not predictor:
-                    predictor.append(classifier())
-                model = predictor[0]
+                model = classifier()
                 try:
                     pixels = load_photo(file.name, model.info.input_size, model.info.resize, settings.max_pixels)
                 except PhotoError as error:

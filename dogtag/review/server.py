@@ -94,12 +94,19 @@ class ReviewServer:
             max_pixels=options.max_pixels, address=self.url if self.require_token else "",
         )
         self.learner = Learner(self.library, self.tagger)
-        self.app = create_app(self.library, self.tagger, settings, lambda: _quiet(lambda: Classifier(model, num_threads=1)),
-                              self.learner)
+        self.app = create_app(self.library, self.tagger, settings, self._predicting_classifier, self.learner)
+        self._predictor: tuple[str, Classifier] | None = None
         # log_config=None: uvicorn's own dictConfig would close every logging handler of the process
         # (pytest's among them); its warnings still reach stderr through Python's last-resort handler.
         self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", access_log=False, log_config=None))
         self._thread: threading.Thread | None = None
+
+    def _predicting_classifier(self) -> Classifier:
+        """/api/predict's model: the one the rows are tagged with now (Learn switches it), opened once."""
+        model = str(self.tagger.options.model)
+        if self._predictor is None or self._predictor[0] != model:
+            self._predictor = (model, _quiet(lambda: Classifier(model, num_threads=1)))
+        return self._predictor[1]
 
     @property
     def url(self) -> str:
