@@ -49,6 +49,10 @@ def model_card(report, version: str) -> str:
             "model) took part as negatives, and are judged held-out below."
             if evaluation.bank_photos else "No bank of training photos was available for this base model: only "
             "the pull toward the base model keeps its breeds.")
+    new_lines = ("" if not report.new_labels() else
+                 " A new label competes only with the breeds its photos looked like to the base model (its parents), "
+                 "and wins where a photo sits nearer its photos than the parents' means (the means of all their "
+                 "training photos, in the bank).")
     return "\n".join([
         f"# Learned model `{version}`", "",
         f"Made by `dogtag learn` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, from the base model "
@@ -58,7 +62,7 @@ def model_card(report, version: str) -> str:
         "## How it was made", "",
         "A head fitted in numpy on the photos' features (the base model's `features` output): the base "
         "model's own probabilities are its prior, and a correction linear in the features is added for the "
-        "labels the examples name, classes balanced, pulled toward the base model. " + bank, "",
+        "base's breeds the examples name, classes balanced, pulled toward the base model. " + bank + new_lines, "",
         f"Thresholds: min_confidence {report.thresholds['min_confidence']:.3f} (re-derived so that `dog` tags "
         f"are right as often, on held-out photos, as the base's at its own threshold), "
         f"min_dog {report.thresholds['min_dog']:.3f}.", "",
