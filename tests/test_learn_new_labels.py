@@ -83,3 +83,16 @@ def test_a_head_written_before_new_labels_had_their_own_scoring_still_reads():
 
     assert head.new_labels is None
     assert head.apply(photos(CENTRES[0], 3, base_says=0, seed=24)).breeds.shape == (3, LABELS)
+
+
+def test_a_new_label_without_photos_in_a_fold_stays_out_of_the_way_and_breaks_nothing():
+    """k-fold can leave a new label with no training photos: it gets no photos, and no NaN."""
+    examples = split([(photos(NEW_CENTRE, 5, base_says=1, seed=10), NEW)])
+    training = bank()
+    head = fit(examples, training, LABELS + 1, BASE_LABELS,
+               stats=class_stats(training.outputs.features, training.labels, BASE_LABELS))
+
+    answered = head.apply(photos(NEW_CENTRE, 20, base_says=1, seed=25)).breeds
+
+    assert np.isfinite(answered).all()
+    assert (answered.argmax(1) != LABELS).all() and answered[:, LABELS].max() < 1e-3

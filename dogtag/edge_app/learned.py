@@ -27,10 +27,10 @@ base, its parents (a Lhasa's: Shih-Tzu, Tibetan terrier), in a whitened feature 
 base breed has a mean (from all its training photos, shipped in the bank) and the new label has the
 mean of its photos:
 
-    mass     = sum_j parents[j] * base probability[j]            how much the photo looks like the parents
-    logit    = log(mass + EPS) + sharpness * (g_new - sum_j share_j * g_j)
+    mass     = sum_j parents[j] * (base probability[j] + EPS)    how much the photo looks like the parents
+    logit    = log(mass) + sharpness * (g_new - sum_j share_j * g_j)
     g_m      = mean_m . u - |mean_m|^2 / 2                        the linear discriminant of mean m (u: whitened features)
-    share_j  = parents[j] * base probability[j] / mass
+    share_j  = parents[j] * (base probability[j] + EPS) / mass
 
 so a new label only competes with its parents (a beagle photo never becomes "Lhasa"), and among them
 wins where the photo sits nearer the label's own photos than the parent breeds' means (shared
@@ -70,7 +70,7 @@ class NewLabels:
     scale: np.ndarray  # (d,)
     transform: np.ndarray  # (d, r)
     base_means: np.ndarray  # (base labels, r) each base breed's mean (zero: a breed without photos)
-    parents: np.ndarray  # (k, base labels) what the base called each new label's photos, summing to 1
+    parents: np.ndarray  # (k, base labels) what the base called each new label's photos (+ EPS), summing to 1
     means: np.ndarray  # (k, r) each new label's mean
     sharpness: float  # how far the discriminant moves the logits
 
@@ -81,13 +81,15 @@ class NewLabels:
     def logits(self, base_breeds: np.ndarray, features: np.ndarray) -> np.ndarray:
         """(n, k) logits of the new labels."""
         u = self.whiten(features)
-        base = np.asarray(base_breeds, np.float32)
+        base = np.asarray(base_breeds, np.float32) + EPS  # no parent's share is exactly zero, so no 0/0
         g_base = u @ self.base_means.T - 0.5 * (self.base_means**2).sum(1)
         g_new = u @ self.means.T - 0.5 * (self.means**2).sum(1)
         mass = base @ self.parents.T
         weighted = (base * g_base) @ self.parents.T
-        reference = np.divide(weighted, mass, out=np.zeros_like(weighted), where=mass > 0)
-        return (np.log(mass + EPS) + self.sharpness * (g_new - reference)).astype(np.float32)
+        known = mass > 0  # a new label with no photos (none in a k-fold's training folds) has no parents
+        safe = np.where(known, mass, 1.0)
+        logits = np.log(safe) + self.sharpness * (g_new - weighted / safe)
+        return np.where(known, logits, np.log(EPS)).astype(np.float32)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Its arrays, named new_* beside the head's own in head.npz."""

@@ -171,7 +171,7 @@ def new_labels(examples: Split, stats: ClassStats, base_labels: int, labels: int
         rows = examples.labels == base_labels + j
         if not rows.any():  # none in this fold: the label stays at log(EPS)
             continue
-        parent = examples.outputs.breeds[rows].astype(np.float64).mean(0)
+        parent = examples.outputs.breeds[rows].astype(np.float64).mean(0) + EPS  # every breed a little
         parents[j] = parent / parent.sum()
         means[j] = (whitened[rows].sum(0) + options.new_label_prior * (parents[j] @ stats.means)) / (
             rows.sum() + options.new_label_prior)
