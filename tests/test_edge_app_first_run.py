@@ -342,6 +342,9 @@ def test_a_run_prints_no_info_lines_from_the_model_runtime(tmp_path, model):
     photo = make_breed_photo(tmp_path / "rex.png", 0)
     bare = subprocess.run([sys.executable, "-c", f"from dogtag import Classifier; Classifier({str(model)!r})"],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
+    if "Error in cpuinfo" in bare.stderr:  # e.g. the Pi check's emulated root, which has no /sys
+        pytest.skip(f"LiteRT cannot read this machine's processors, so makes no XNNPACK delegate to log: "
+                    f"{bare.stderr.splitlines()[0]}")
     assert "INFO: Created TensorFlow Lite XNNPACK delegate" in bare.stderr, "LiteRT logs no more: drop this test"
 
     result = subprocess.run([sys.executable, "-m", "dogtag.cli", "predict", str(photo), "--model", str(model)],
