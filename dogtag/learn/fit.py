@@ -24,7 +24,7 @@ are learned by heart that way, and the new label then takes photos of every bree
 edge_app.learned.NewLabels instead: its parents (the mean of the base's probabilities on its
 photos) and the mean of its photos in the whitened space of ClassStats (the base breeds' means and
 their shared within-breed covariance, from all of the bank's training photos), pulled toward its
-parents' means by NEW_LABEL_PRIOR photos' worth. Measured on ten Stanford breeds held out of the
+parents' means by FitOptions.new_label_prior photos' worth. Measured on ten Stanford breeds held out of the
 base (benchmarks/learning.py, k = 10 photos each): 74.9% of their test photos for 2.5 points of
 the other 110 with the gradient-descent columns, 74.3% for 1.6 points this way.
 
@@ -59,12 +59,9 @@ class FitOptions:
     with sharpness 0.4: 70.5 / 73.4 / 74.7% new for -1.0 / -1.4 / -1.9 points on the others; sharpness
     0.8 a point more on both), the pair nearest 75% new for the smallest cost.
 
-    Before new labels had their own scoring, pull and bank_weight were chosen on one quick check (accurate model; 5 Stanford breeds picked at
-    random with seed 1 - Shih-Tzu, flat-coated retriever, German short-haired pointer, Appenzeller,
-    toy poodle - removed from the base, learned from 10 train photos each, judged on 20 test
-    photos each and 300 test photos of the others): pull 1e-3/1e-2/3e-2/1e-1 with bank_weight 1 gave
-    76/80/83/83% on the new breeds but cost the others 1.4/0.7/1.7/3.0 points; bank_weight 3 with
-    pull 3e-2 gave 76% and cost nothing (87.7% before and after). The benchmark measures it properly.
+    bank_weight 3 comes from before new labels had their own scoring (one quick check: with pull 0.03,
+    bank_weight 1 cost the base's breeds 1.7 points and 3 cost nothing); the benchmark's shelter part
+    measures the pair as it stands.
     """
 
     pull: float = 1.0  # L2 weight pulling the correction toward zero (the base model)
