@@ -147,6 +147,21 @@ def test_tagging_again_with_a_learned_model_reads_cached_embeddings_instead_of_d
     assert rows["yellow_4.png"].breed == NEW_LABEL and rows["yellow_0.png"].breed == NEW_LABEL
 
 
+def test_a_learned_model_of_a_newer_format_is_refused_with_what_to_do_and_the_first_format_still_reads(
+        tiny_model, shelter, tmp_path):
+    for i in range(4):
+        correct(shelter, f"yellow_{i}.png", NEW_LABEL)
+    assert run(shelter, "--out", tmp_path / "learned", "--model", tiny_model).exit_code == 0
+    document_file = tmp_path / "learned" / LEARNED_FILE
+    document = json.loads(document_file.read_text())
+
+    document_file.write_text(json.dumps({**document, "format": "dogtag-learned/9"}))
+    with pytest.raises(ModelFileError, match="update dogtag"):
+        Classifier(tmp_path / "learned", num_threads=1)
+    document_file.write_text(json.dumps({**document, "format": "dogtag-learned/1"}))
+    assert NEW_LABEL in Classifier(tmp_path / "learned", num_threads=1).info.labels
+
+
 def test_a_head_worse_on_held_out_corrections_is_refused_and_force_writes_it(tiny_model_without_bank, tmp_path,
                                                                             monkeypatch):
     """Volunteers contradict each other: every tint gets each of the three names once. The base

@@ -96,3 +96,25 @@ def test_a_new_label_without_photos_in_a_fold_stays_out_of_the_way_and_breaks_no
 
     assert np.isfinite(answered).all()
     assert (answered.argmax(1) != LABELS).all() and answered[:, LABELS].max() < 1e-3
+
+
+def test_without_a_bank_a_new_label_learned_from_its_photos_alone_is_predicted_and_nothing_is_nan():
+    """A model file with no bank beside it, and corrections that only name a new label."""
+    examples = split([(photos(NEW_CENTRE, 5, base_says=1, seed=10), NEW)])
+
+    head = fit(examples, None, LABELS, BASE_LABELS)
+    answered = head.apply(photos(NEW_CENTRE, 20, base_says=1, seed=26)).breeds
+
+    assert np.isfinite(answered).all()
+    assert (answered.argmax(1) == NEW).mean() >= 0.8
+
+
+def test_one_photo_per_breed_and_no_bank_gives_a_space_of_sensible_scale():
+    """No spread within any label to measure: the whitening falls back to the spread of all photos."""
+    examples = split([(photos(CENTRES[breed], 1, base_says=breed, seed=30 + breed), breed) for breed in range(3)]
+                     + [(photos(NEW_CENTRE, 1, base_says=1, seed=33), NEW)])
+
+    head = fit(examples, None, LABELS, BASE_LABELS)
+    logits = head.breed_logits(*(lambda o: (o.breeds, o.features))(photos(CENTRES[0], 5, base_says=0, seed=34)))
+
+    assert np.isfinite(logits).all() and np.abs(logits).max() < 1e3

@@ -18,9 +18,9 @@ read from the features:
     breeds         = softmax(logits)
     dog            = sigmoid(logit(base dog) + standardised features @ dog_weights + dog_bias)
 
-With weights and bias zero it answers exactly as the base model (up to EPS) on the base's labels:
+With weights and bias zero and no new labels it answers exactly as the base model (up to EPS):
 everything learned is a departure from what the base knew, which is how `dogtag learn` keeps the 120
-breeds while adding new ones.
+breeds while adding new ones (which take their share of the softmax where they score).
 
 A new label (one the base does not have) is scored against the breeds its photos looked like to the
 base, its parents (a Lhasa's: Shih-Tzu, Tibetan terrier), in a whitened feature space where every
@@ -29,12 +29,16 @@ mean of its photos:
 
     mass     = sum_j parents[j] * (base probability[j] + EPS)    how much the photo looks like the parents
     logit    = log(mass) + sharpness * (g_new - sum_j share_j * g_j)
-    g_m      = mean_m . u - |mean_m|^2 / 2                        the linear discriminant of mean m (u: whitened features)
+    g_m      = mean_m . u - |mean_m|^2 / 2 (+ bias for a new label)  the linear discriminant of mean m (u: whitened features)
     share_j  = parents[j] * (base probability[j] + EPS) / mass
 
-so a new label only competes with its parents (a beagle photo never becomes "Lhasa"), and among them
-wins where the photo sits nearer the label's own photos than the parent breeds' means (shared
-covariance, as in linear discriminant analysis). Without NewLabels (a head written before them) a
+so a new label competes with its parents: on a photo the base gives to another breed its logit starts
+about log(EPS) below (a beagle photo does not become "Lhasa" unless its features sit far out toward
+the Lhasas'), and among its parents it wins where the photo sits nearer the label's own photos than
+the parent breeds' means (shared covariance, as in linear discriminant analysis). `bias` puts back
+what the new label's |mean|^2 gains from the noise of a mean of few photos (r dimensions of unit
+variance: r * n / (n + prior)^2 / 2 for n photos), which would otherwise hold a label of five photos
+back more than one of twenty. Without NewLabels (a head written before them) a
 new label starts at log(EPS) and has only its correction. Only numpy here: the Pi runs it without
 TensorFlow.
 """
@@ -53,7 +57,10 @@ from dogtag.edge_app.embeddings import as_stored
 from dogtag.edge_app.model_file import ModelFileError, ModelInfo, read_model_info
 from dogtag.edge_app.runtime import Model, Outputs
 
-LEARNED_FORMAT = "dogtag-learned/1"
+# /2: the head may carry NewLabels (new_* arrays). A dogtag that reads only /1 would ignore them and never
+# predict a new label; it refuses /2 and says to update instead. /1 folders still read.
+LEARNED_FORMAT = "dogtag-learned/2"
+READABLE_FORMATS = ("dogtag-learned/1", LEARNED_FORMAT)
 LEARNED_FILE = "learned.json"
 HEAD_FILE = "head.npz"
 CARD_FILE = "MODEL_CARD.md"
@@ -71,8 +78,10 @@ class NewLabels:
     transform: np.ndarray  # (d, r)
     base_means: np.ndarray  # (base labels, r) each base breed's mean (zero: a breed without photos)
     parents: np.ndarray  # (k, base labels) what the base called each new label's photos (+ EPS), summing to 1
+    #                      (all zero for a label with no photos, e.g. in a k-fold's training folds: log(EPS))
     means: np.ndarray  # (k, r) each new label's mean
     sharpness: float  # how far the discriminant moves the logits
+    bias: np.ndarray | None = None  # (k,) added to g_new: what a mean from few photos loses to its noise
 
     def whiten(self, features: np.ndarray) -> np.ndarray:
         """Features in the whitened space the means live in."""
@@ -83,7 +92,7 @@ class NewLabels:
         u = self.whiten(features)
         base = np.asarray(base_breeds, np.float32) + EPS  # no parent's share is exactly zero, so no 0/0
         g_base = u @ self.base_means.T - 0.5 * (self.base_means**2).sum(1)
-        g_new = u @ self.means.T - 0.5 * (self.means**2).sum(1)
+        g_new = u @ self.means.T - 0.5 * (self.means**2).sum(1) + (0.0 if self.bias is None else self.bias)
         mass = base @ self.parents.T
         weighted = (base * g_base) @ self.parents.T
         known = mass > 0  # a new label with no photos (none in a k-fold's training folds) has no parents
@@ -95,7 +104,8 @@ class NewLabels:
         """Its arrays, named new_* beside the head's own in head.npz."""
         arrays = {f"new_{name}": np.asarray(getattr(self, name), np.float32)
                   for name in ("mean", "scale", "transform", "base_means", "parents", "means")}
-        return arrays | {"new_sharpness": np.array(self.sharpness, np.float32)}
+        arrays |= {"new_sharpness": np.array(self.sharpness, np.float32)}
+        return arrays | ({} if self.bias is None else {"new_bias": np.asarray(self.bias, np.float32)})
 
     @classmethod
     def from_arrays(cls, arrays) -> NewLabels | None:
@@ -104,7 +114,8 @@ class NewLabels:
             return None
         return cls(**{name: arrays[f"new_{name}"].astype(np.float32)
                       for name in ("mean", "scale", "transform", "base_means", "parents", "means")},
-                   sharpness=float(arrays["new_sharpness"]))
+                   sharpness=float(arrays["new_sharpness"]),
+                   bias=arrays["new_bias"].astype(np.float32) if "new_bias" in arrays else None)
 
 
 @dataclass(frozen=True)
@@ -209,8 +220,9 @@ def is_learned_model(path: str | os.PathLike) -> bool:
 def _read_document(folder: Path) -> dict:
     try:
         document = json.loads((folder / LEARNED_FILE).read_text(encoding="utf-8"))
-        if document.get("format") != LEARNED_FORMAT:
-            raise ValueError(f"not in the {LEARNED_FORMAT} format")
+        if document.get("format") not in READABLE_FORMATS:
+            raise ValueError(f"in the format {document.get('format')!r}, which this dogtag does not read "
+                             f"(it reads {', '.join(READABLE_FORMATS)}): update dogtag, or learn again with this one")
         return document
     except (OSError, ValueError, json.JSONDecodeError) as error:
         raise ModelFileError(f"{folder}: not a usable learned model ({error}); run `dogtag learn` again") from error

@@ -50,9 +50,9 @@ def model_card(report, version: str) -> str:
             if evaluation.bank_photos else "No bank of training photos was available for this base model: only "
             "the pull toward the base model keeps its breeds.")
     new_lines = ("" if not report.new_labels() else
-                 " A new label competes only with the breeds its photos looked like to the base model (its parents), "
-                 "and wins where a photo sits nearer its photos than the parents' means (the means of all their "
-                 "training photos, in the bank).")
+                 " A new label competes with the breeds its photos looked like to the base model (its parents), "
+                 "and wins where a photo sits nearer its photos than the parents' means (from the bank's training "
+                 "photos where the base model has a bank, else from the photos learned from).")
     return "\n".join([
         f"# Learned model `{version}`", "",
         f"Made by `dogtag learn` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, from the base model "
